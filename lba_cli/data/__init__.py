@@ -1,0 +1,1 @@
+"""Reading complexes and structures, and the HDF5 files `lba voxelize` writes."""

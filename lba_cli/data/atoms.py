@@ -1,0 +1,188 @@
+"""Structure and ligand files -> atom tables (polars), with gemmi and RDKit.
+
+An atom table is a polars frame with schema `ATOM_SCHEMA`:
+
+    x_A, y_A, z_A   Float32  coordinates, Å (required)
+    atomic_number   UInt8    0 for an unknown element (required)
+    is_protein      Boolean  True for receptor atoms, False for ligand atoms (required)
+
+Hydrogens (H and D) and waters are removed unless asked for; element symbols of any case
+are accepted. Only the first model of a file is read, and of alternate locations only the
+most occupied one is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from lba_cli.errors import DataError
+
+__all__ = [
+    "ATOM_SCHEMA",
+    "WATER_NAMES",
+    "LigandRead",
+    "make_atom_table",
+    "atomic_number",
+    "read_structure_atoms",
+    "read_ligand_atoms",
+    "STRUCTURE_SUFFIXES",
+    "is_structure_file",
+]
+
+ATOM_SCHEMA: dict[str, pl.DataType] = {
+    "x_A": pl.Float32,
+    "y_A": pl.Float32,
+    "z_A": pl.Float32,
+    "atomic_number": pl.UInt8,
+    "is_protein": pl.Boolean,
+}
+WATER_NAMES = frozenset({"HOH", "WAT", "H2O", "DOD", "D2O", "TIP", "TIP3", "SOL"})
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdbqt")
+_HYDROGEN = 1
+
+
+def is_structure_file(path: Path) -> bool:
+    """True for PDB, mmCIF and PDBQT files, gzip-compressed or not."""
+    name = path.name.lower()
+    name = name[:-3] if name.endswith(".gz") else name
+    return name.endswith(STRUCTURE_SUFFIXES)
+
+
+def atomic_number(symbol: str) -> int:
+    """Atomic number of an element symbol of any case (``CL``, ``Cl``); 0 if unknown."""
+    import gemmi
+
+    return gemmi.Element(symbol.strip()).atomic_number if symbol and symbol.strip() else 0
+
+
+def make_atom_table(xyz_A: np.ndarray, atomic_numbers: np.ndarray, is_protein: bool | np.ndarray) -> pl.DataFrame:
+    """Build an atom table from arrays.
+
+    Args:
+        xyz_A: float array of shape (N, 3), Å.
+        atomic_numbers: integer array of shape (N,).
+        is_protein: one bool for all atoms, or a bool array of shape (N,).
+    """
+    xyz_A = np.asarray(xyz_A, dtype=np.float32).reshape(-1, 3)
+    flags = np.broadcast_to(np.asarray(is_protein, dtype=bool), (len(xyz_A),))
+    return pl.DataFrame(
+        {"x_A": xyz_A[:, 0], "y_A": xyz_A[:, 1], "z_A": xyz_A[:, 2],
+         "atomic_number": np.asarray(atomic_numbers, dtype=np.uint8), "is_protein": flags},
+        schema=ATOM_SCHEMA,
+    )
+
+
+def read_structure_atoms(path: Path, *, keep_hydrogens: bool = False, keep_water: bool = False) -> pl.DataFrame:
+    """Read the atoms of a receptor or pre-training structure with gemmi.
+
+    Args:
+        path: a PDB, mmCIF or PDBQT file, optionally gzip-compressed.
+        keep_hydrogens: keep H and D atoms.
+        keep_water: keep water molecules.
+
+    Returns:
+        An atom table (`ATOM_SCHEMA`) with ``is_protein`` True for every atom.
+
+    Raises:
+        DataError: if gemmi cannot read the file or it holds no atoms.
+    """
+    import gemmi
+
+    try:
+        structure = gemmi.read_structure(str(path), merge_chain_parts=True)
+    except (RuntimeError, ValueError, OSError) as error:
+        raise DataError(f"cannot read structure {path}: {error}") from None
+    if len(structure) == 0:
+        raise DataError(f"no models in structure {path}")
+    xyz: list[tuple[float, float, float]] = []
+    numbers: list[int] = []
+    best_altloc: dict[tuple, tuple[float, int]] = {}
+    for chain in structure[0]:
+        for residue in chain:
+            if not keep_water and (residue.is_water() or residue.name.upper() in WATER_NAMES):
+                continue
+            for atom in residue:
+                number = atom.element.atomic_number
+                if number == _HYDROGEN and not keep_hydrogens:
+                    continue
+                if atom.altloc != "\0":
+                    key = (chain.name, str(residue.seqid), residue.name, atom.name)
+                    seen = best_altloc.get(key)
+                    if seen is not None:
+                        if atom.occ > seen[0]:
+                            xyz[seen[1]] = (atom.pos.x, atom.pos.y, atom.pos.z)
+                            best_altloc[key] = (atom.occ, seen[1])
+                        continue
+                    best_altloc[key] = (atom.occ, len(xyz))
+                xyz.append((atom.pos.x, atom.pos.y, atom.pos.z))
+                numbers.append(number)
+    if not xyz:
+        raise DataError(f"no atoms left in {path} after removing hydrogens and waters")
+    return make_atom_table(np.array(xyz), np.array(numbers), True)
+
+
+@dataclass(frozen=True)
+class LigandRead:
+    """A ligand read from file: its atoms and how it was read.
+
+    Attributes:
+        atoms: atom table with ``is_protein`` False.
+        path: the file that was used.
+        sanitized: False when RDKit could read it only without sanitisation.
+    """
+
+    atoms: pl.DataFrame
+    path: Path
+    sanitized: bool
+
+
+def _read_rdkit(path: Path, sanitize: bool):
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")  # failures are reported by us, with the file's name
+    name = path.name.lower()
+    if name.endswith(".sdf") or name.endswith(".mol"):
+        supplier = Chem.SDMolSupplier(str(path), sanitize=sanitize, removeHs=False)
+        return next((mol for mol in supplier if mol is not None), None) if len(supplier) else None
+    if name.endswith(".mol2"):
+        return Chem.MolFromMol2File(str(path), sanitize=sanitize, removeHs=False)
+    if name.endswith(".pdb"):
+        return Chem.MolFromPDBFile(str(path), sanitize=sanitize, removeHs=False)
+    raise DataError(f"unknown ligand format: {path}\nexpected: .sdf, .mol, .mol2 or .pdb")
+
+
+def read_ligand_atoms(paths: list[Path], *, keep_hydrogens: bool = False) -> LigandRead:
+    """Read a ligand with RDKit, falling back to unsanitised reading, then to the next file.
+
+    Args:
+        paths: candidate files for the same ligand, in order of preference (e.g. the SDF,
+            then the MOL2). Missing files are passed over.
+        keep_hydrogens: keep H and D atoms.
+
+    Returns:
+        The first successful read.
+
+    Raises:
+        DataError: listing each file tried and why it failed.
+    """
+    failures = []
+    for path in paths:
+        if not path.exists():
+            failures.append(f"{path.name}: missing")
+            continue
+        for sanitize in (True, False):
+            mol = _read_rdkit(path, sanitize)
+            if mol is None or mol.GetNumAtoms() == 0 or mol.GetNumConformers() == 0:
+                continue
+            numbers = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()])
+            xyz = mol.GetConformer().GetPositions()
+            keep = numbers != _HYDROGEN if not keep_hydrogens else np.ones(len(numbers), dtype=bool)
+            if not keep.any():
+                break
+            return LigandRead(make_atom_table(xyz[keep], numbers[keep], False), path, sanitize)
+        failures.append(f"{path.name}: RDKit could not read it, even unsanitised")
+    raise DataError("cannot read ligand: " + "; ".join(failures or ["no ligand file given"]))
