@@ -1,0 +1,92 @@
+"""Encoders: the ATOM3D-style 3D CNN and 3D ResNets (SPEC §5), registered by name.
+
+Each encoder maps float32 grids (B, C, X, Y, Z) to features (B, F), F = ``num_features``.
+Reference parameter counts (7 input channels, head Linear(F, 128) -> ReLU -> Dropout ->
+Linear(128, 1)), which `tests/test_models.py` reproduces exactly: ``resnet`` 14,190,017;
+``resnet-bottleneck`` with bottleneck divisor 2: 964,161, divisor 4: 463,745; ``resnet``
+with widths 32, 64, 128, 256: 3,568,481.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lba_cli.config import ModelConfig
+from lba_cli.models import ArchDefaults, register_model
+from lba_cli.models.blocks import BasicBlock3d, Bottleneck3d, ConvBnAct3d
+
+__all__ = ["ResNet3d", "Cnn3d"]
+
+
+class ResNet3d(nn.Module):
+    """Unpadded 3x3x3 stem, then one residual block per stage, each halving the grid.
+
+    Args:
+        in_channels: grid channels C.
+        widths: stem width, then the output width of each stage, e.g. (64, 128, 256, 512)
+            gives a 64-channel stem and stages 64->128->256->512.
+        bottleneck_divisor: None for basic blocks; otherwise bottleneck blocks of width
+            stage input / divisor.
+    """
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...], bottleneck_divisor: int | None = None) -> None:
+        super().__init__()
+        self.stem = ConvBnAct3d(in_channels, widths[0], 3)
+        stages = []
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            if bottleneck_divisor is None:
+                stages.append(BasicBlock3d(c_in, c_out, stride=2))
+            else:
+                stages.append(Bottleneck3d(c_in, c_out, stride=2, width=max(1, c_in // bottleneck_divisor)))
+        self.stages = nn.Sequential(*stages)
+        self.num_features = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return x.mean(dim=(2, 3, 4))  # (B, F, X, Y, Z) -> (B, F)
+
+
+class Cnn3d(nn.Module):
+    """ATOM3D's LBA 3D CNN: unpadded 3x3x3 conv-BN-ReLU layers, max-pool after the 2nd and 4th.
+
+    Townshend et al., "ATOM3D: Tasks on Molecules in Three Dimensions" (NeurIPS 2021
+    Datasets and Benchmarks). The ATOM3D model flattens the last feature map into its dense
+    layers; here it is averaged over space (so any box size works) before dropout.
+
+    Args:
+        in_channels: grid channels C.
+        widths: output channels of each convolution, e.g. (32, 64, 128, 256).
+        dropout: dropout probability on the features.
+    """
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for index, c_out in enumerate(widths):
+            layers.append(ConvBnAct3d(c_in, c_out, 3))
+            if index in (1, 3):
+                layers.append(nn.MaxPool3d(2))
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.num_features = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.features(x).mean(dim=(2, 3, 4)))  # (B, F, X, Y, Z) -> (B, F)
+
+
+@register_model("resnet", ArchDefaults(widths=(64, 128, 256, 512)))
+def _resnet(in_channels: int, config: ModelConfig) -> nn.Module:
+    return ResNet3d(in_channels, config.widths)
+
+
+@register_model("resnet-bottleneck", ArchDefaults(widths=(64, 128, 256, 512), bottleneck_divisor=4))
+def _resnet_bottleneck(in_channels: int, config: ModelConfig) -> nn.Module:
+    return ResNet3d(in_channels, config.widths, bottleneck_divisor=config.bottleneck_divisor)
+
+
+@register_model("cnn", ArchDefaults(widths=(32, 64, 128, 256)))
+def _cnn(in_channels: int, config: ModelConfig) -> nn.Module:
+    return Cnn3d(in_channels, config.widths, config.dropout)
