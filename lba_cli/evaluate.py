@@ -1,0 +1,130 @@
+"""`lba evaluate`: whole-split metrics and saved predictions for a fine-tuning run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from lba_cli.checkpoints import load_checkpoint
+from lba_cli.config import GridConfig, run_config_from_json
+from lba_cli.data.dataset import AffinityDataset
+from lba_cli.data.grids_h5 import GridSet
+from lba_cli.devices import autocast_context, resolve_device
+from lba_cli.errors import ConfigError
+from lba_cli.loaders import make_loader
+from lba_cli.metrics import regression_metrics
+from lba_cli.models import create_model
+from lba_cli.runs import Run, RunStore
+from lba_cli.voxelize import voxelize_batch
+
+__all__ = ["PREDICTION_SCHEMA", "EvaluationResult", "predict", "evaluate_model", "evaluate_run", "load_affinity_model"]
+
+PREDICTION_SCHEMA = {"id": pl.Utf8, "affinity_pk": pl.Float64, "predicted_pk": pl.Float64}
+_EVAL_BATCH = 32
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics of one run on one split.
+
+    Attributes:
+        run_id: the run.
+        split: ``train``, ``val`` or ``test``.
+        metrics: ``mae``, ``rmse``, ``pearson``, ``spearman`` and ``n`` (examples).
+        predictions: frame with `PREDICTION_SCHEMA`, one row per complex of the split.
+        path: where the predictions were saved.
+    """
+
+    run_id: str
+    split: str
+    metrics: dict[str, float]
+    predictions: pl.DataFrame
+    path: Path | None
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: AffinityDataset, grid: GridConfig, device: torch.device,
+            batch_size: int = _EVAL_BATCH) -> np.ndarray:
+    """Predict pK for every example of ``dataset``, in order, in eval mode.
+
+    Returns:
+        float64 array of shape (len(dataset),).
+    """
+    was_training = model.training
+    model.eval()
+    out = []
+    for batch in make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, num_workers=0):
+        grids = voxelize_batch(batch["xyz_A"].to(device), batch["channel"].to(device), batch["is_protein"].to(device), grid)
+        with autocast_context(device):
+            out.append(model(grids).float().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def evaluate_model(model: nn.Module, dataset: AffinityDataset, grid: GridConfig, device: torch.device,
+                   batch_size: int = _EVAL_BATCH) -> tuple[dict[str, float], pl.DataFrame]:
+    """Metrics over every example of ``dataset`` and the predictions frame (`PREDICTION_SCHEMA`)."""
+    predicted = predict(model, dataset, grid, device, batch_size)
+    measured = dataset.affinity_pk.astype(np.float64)
+    metrics = {**regression_metrics(measured, predicted), "n": float(len(measured))}
+    frame = pl.DataFrame({"id": dataset.ids.tolist(), "affinity_pk": measured, "predicted_pk": predicted},
+                         schema=PREDICTION_SCHEMA)
+    return metrics, frame
+
+
+def load_affinity_model(run: Run, device: torch.device, which: str = "best") -> tuple[nn.Module, dict]:
+    """Rebuild a fine-tuned model from its checkpoint (architecture from the checkpoint).
+
+    Raises:
+        ConfigError: if the run is not a fine-tuning run.
+        DataError: if the checkpoint is missing or unreadable.
+    """
+    if run.kind != "finetune":
+        raise ConfigError(f"run {run.id} is a {run.kind} run\nexpected: a fine-tuning run (lba evaluate predicts pK)")
+    payload = load_checkpoint(run.checkpoint_path(which), map_location=device)
+    config = run_config_from_json(payload["config"])
+    model = create_model(config.model, config.grid.num_channels, "affinity").to(device)
+    model.load_state_dict(payload["model"])
+    return model, payload["config"]
+
+
+def evaluate_run(store: RunStore, ref: str, split: str = "test", data_path: Path | None = None,
+                 device: str = "auto", grid_set: GridSet | None = None) -> EvaluationResult:
+    """Evaluate a fine-tuning run's best checkpoint on a split and save the predictions.
+
+    Args:
+        store: the run store.
+        ref: run id, prefix, name or directory.
+        split: ``train``, ``val`` or ``test``.
+        data_path: another `lba voxelize` file (default: the run's own). Predictions on
+            other data are saved as ``predictions_<split>_<file stem>.parquet`` and do not
+            change the run's recorded metrics.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        grid_set: the data already in memory (saves re-reading the file).
+
+    Raises:
+        RunNotFoundError, ConfigError, DataError: on a bad reference, run kind or data file.
+    """
+    run = store.resolve(ref)
+    torch_device = resolve_device(device)
+    model, config = load_affinity_model(run, torch_device)
+    own_data = Path(config["finetune"]["data_path"])
+    path = Path(data_path) if data_path is not None else own_data
+    grid = run_config_from_json(config).grid
+    dataset = AffinityDataset(path, split, grid, seed=0, rotate=False, grid_set=grid_set)
+    if dataset.data.grid != grid:
+        raise ConfigError(f"{path} was voxelized with other settings than run {run.id} was trained on\n"
+                          f"file: {dataset.data.grid}\nrun: {grid}")
+    metrics, frame = evaluate_model(model, dataset, grid, torch_device)
+    is_own = path.resolve() == own_data.resolve()
+    saved = run.write_predictions(split if is_own else f"{split}_{path.stem}", frame)
+    if is_own:
+        recorded = dict(run.status.get("metrics", {}))
+        recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
+        run.update_status(metrics=recorded)
+    return EvaluationResult(run.id, split, metrics, frame, saved)

@@ -1,0 +1,155 @@
+"""`lba finetune`: pK regression from random init or from a pre-trained encoder (SPEC §6)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lba_cli.checkpoints import load_checkpoint
+from lba_cli.config import GridConfig, ModelConfig, RunConfig, config_to_dict, run_config_from_json
+from lba_cli.data.dataset import AffinityDataset
+from lba_cli.data.grids_h5 import read_grid_set
+from lba_cli.devices import autocast_context, resolve_device
+from lba_cli.errors import CheckpointMismatchError
+from lba_cli.evaluate import evaluate_model
+from lba_cli.loaders import make_loader
+from lba_cli.models import create_model, resolve_model_config
+from lba_cli.runs import Run, RunStore, utc_now
+from lba_cli.seeding import seed_everything
+from lba_cli.train import NullReporter, Reporter, fit
+from lba_cli.voxelize import voxelize_batch
+
+__all__ = ["AffinityTask", "finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
+
+ARCHITECTURE_FIELDS = ("arch", "widths", "bottleneck_divisor")
+GRID_FIELDS = ("box_size_voxels", "resolution_A", "radius_A", "channels", "protein_channel", "keep_hydrogens", "keep_water")
+
+
+class AffinityTask:
+    """MSE on pK; whole-split validation metrics (MAE, RMSE, Pearson r, Spearman ρ)."""
+
+    def __init__(self, train_set: AffinityDataset, val_set: AffinityDataset, config: RunConfig,
+                 device: torch.device, frozen_encoder: bool) -> None:
+        self.train_set, self.val_set = train_set, val_set
+        self.config = config
+        self.device = device
+        self.frozen_encoder = frozen_encoder
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_set) / self.config.train.batch_size)
+
+    def train_batches(self, epoch: int):
+        t = self.config.train
+        return make_loader(self.train_set, t.batch_size, shuffle=True, seed=t.seed, epoch=epoch, num_workers=t.num_workers)
+
+    def prepare_train(self, model: nn.Module) -> None:
+        if self.frozen_encoder:
+            model.encoder.eval()  # BatchNorm statistics stay those of pre-training
+
+    def train_step(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+        d = self.device
+        grids = voxelize_batch(batch["xyz_A"].to(d, non_blocking=True), batch["channel"].to(d),
+                               batch["is_protein"].to(d), self.config.grid)
+        target = batch["affinity_pk"].to(d)
+        with autocast_context(d):
+            predicted = model(grids).float()
+        return F.mse_loss(predicted, target), len(target), {}
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        metrics, _ = evaluate_model(model, self.val_set, self.config.grid, self.device)
+        loss = metrics["rmse"] ** 2
+        return {"val/loss": loss, **{f"val/{k}": v for k, v in metrics.items() if k != "n"}}
+
+
+def _differences(fields: tuple[str, ...], wanted: Any, have: Any) -> list[str]:
+    out = []
+    for name in fields:
+        a, b = getattr(wanted, name), getattr(have, name)
+        if a is not None and a != b:
+            out.append(f"{name}: requested {a!r}, checkpoint has {b!r}")
+    return out
+
+
+def _init_from_run(store: RunStore, ref: str, model_config: ModelConfig, data_grid: GridConfig
+                   ) -> tuple[Run, ModelConfig, dict[str, torch.Tensor]]:
+    """Resolve the pre-training run, check it fits the data and the request, return its encoder."""
+    parent = store.resolve(ref)
+    payload = load_checkpoint(parent.checkpoint_path("best"))
+    parent_config = run_config_from_json(payload["config"])
+    problems = _differences(ARCHITECTURE_FIELDS, model_config, parent_config.model)
+    problems += [f"grid {p}".replace("checkpoint has", "the pre-training used").replace("requested", "data file has")
+                 for p in _differences(GRID_FIELDS, data_grid, parent_config.grid)]
+    if problems:
+        raise CheckpointMismatchError(f"run {parent.id} does not fit this fine-tuning:\n  " + "\n  ".join(problems))
+    resolved = dataclasses.replace(parent_config.model, dropout=model_config.dropout, head_hidden=model_config.head_hidden)
+    encoder = {k[len("encoder."):]: v for k, v in payload["model"].items() if k.startswith("encoder.")}
+    return parent, resolved, encoder
+
+
+def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = None) -> Run:
+    """Fine-tune on an `lba voxelize` file, then evaluate the best epoch on val and test.
+
+    Args:
+        config: a ``finetune`` run configuration. Its grid is replaced by the data file's.
+        store: the run store.
+        reporter: progress sink (default: none).
+
+    Returns:
+        The finished run, with ``predictions_val.parquet``, ``predictions_test.parquet`` and
+        ``val/*``, ``test/*`` metrics in its status.
+
+    Raises:
+        CheckpointMismatchError: when ``--init RUN`` differs from the request or the data in
+            architecture or grid, listing every differing field.
+        DataError, RunNotFoundError, ConfigError: on bad inputs.
+    """
+    reporter = reporter or NullReporter()
+    train, tune = config.train, config.finetune
+    seed_everything(train.seed, train.deterministic)
+    device = resolve_device(train.device)
+    data = read_grid_set(Path(tune.data_path))
+    grid = data.grid
+    parent, encoder_state = None, None
+    if tune.init == "random":
+        model_config = resolve_model_config(config.model)
+    else:
+        parent, model_config, encoder_state = _init_from_run(store, tune.init, config.model, grid)
+        tune = dataclasses.replace(tune, init=parent.id)
+    data_path = str(Path(tune.data_path).resolve())
+    config = dataclasses.replace(config, grid=grid, model=model_config,
+                                 finetune=dataclasses.replace(tune, data_path=data_path))
+    model = create_model(model_config, grid.num_channels, "affinity").to(device)
+    if encoder_state is not None:
+        model.encoder.load_state_dict(encoder_state)
+    if tune.freeze:
+        for parameter in model.encoder.parameters():
+            parameter.requires_grad_(False)
+    optimizer = torch.optim.Adam([{"params": model.encoder.parameters()}, {"params": model.head.parameters()}],
+                                 lr=train.lr, weight_decay=train.weight_decay)
+
+    config_dict: dict[str, Any] = config_to_dict(config)
+    run = store.create_run(config_dict, parent_id=parent.id if parent else None)
+    train_set = AffinityDataset(Path(data_path), "train", grid, train.seed, rotate=tune.rotate, grid_set=data)
+    val_set = AffinityDataset(Path(data_path), "val", grid, train.seed, grid_set=data)
+    test_set = AffinityDataset(Path(data_path), "test", grid, train.seed, grid_set=data)
+    run.log(f"finetune on {data_path}: {len(train_set)} train, {len(val_set)} val, {len(test_set)} test; "
+            f"init {tune.init}{' (frozen encoder)' if tune.freeze else ''}")
+    reporter.message(f"{len(train_set)} train / {len(val_set)} val / {len(test_set)} test complexes; init {tune.init}"
+                     f"{' (frozen)' if tune.freeze else ''}")
+    task = AffinityTask(train_set, val_set, config, device, frozen_encoder=tune.freeze)
+    fit(model, task, optimizer, train, run, config_dict, reporter, device)
+
+    model.load_state_dict(load_checkpoint(run.checkpoint_path("best"), map_location=device)["model"])
+    recorded = dict(run.status.get("metrics", {}))
+    for split, dataset in (("val", val_set), ("test", test_set)):
+        metrics, frame = evaluate_model(model, dataset, grid, device)
+        run.write_predictions(split, frame)
+        recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
+    run.update_status(status="completed", finished_at=utc_now(), metrics=recorded)
+    return run

@@ -1,0 +1,134 @@
+"""`lba pretrain`: neighbor-location pre-training of an encoder on protein structures."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lba_cli.config import RunConfig, config_to_dict
+from lba_cli.devices import autocast_context, resolve_device
+from lba_cli.loaders import make_loader
+from lba_cli.models import create_model, resolve_model_config
+from lba_cli.neighbors import NeighborPairs, load_structures, split_structures
+from lba_cli.runs import Run, RunStore, utc_now
+from lba_cli.seeding import seed_everything
+from lba_cli.train import NullReporter, Reporter, fit
+from lba_cli.voxelize import voxelize_batch
+
+__all__ = ["NeighborTask", "pretrain", "read_exclude_ids"]
+
+_PAIR_PREFIXES = ("home_", "neighbor_")
+
+
+def read_exclude_ids(path: Path) -> frozenset[str]:
+    """Ids to leave out of pre-training: one per line (or whitespace-separated), ``#`` comments."""
+    words = []
+    for line in Path(path).read_text().splitlines():
+        words.extend(line.split("#")[0].split())
+    return frozenset(w.lower() for w in words)
+
+
+class NeighborTask:
+    """Cross-entropy over the 6 faces; accuracy (chance 1/6) on fixed validation pairs."""
+
+    def __init__(self, train_set: NeighborPairs, val_set: NeighborPairs, config: RunConfig, device: torch.device) -> None:
+        self.train_set, self.val_set = train_set, val_set
+        self.config = config
+        self.device = device
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_set) / self.config.train.batch_size)
+
+    def _loader(self, dataset: NeighborPairs, epoch: int, shuffle: bool):
+        train = self.config.train
+        return make_loader(dataset, train.batch_size, shuffle=shuffle, seed=train.seed, epoch=epoch,
+                           num_workers=train.num_workers, prefixes=_PAIR_PREFIXES)
+
+    def train_batches(self, epoch: int):
+        return self._loader(self.train_set, epoch, shuffle=False)  # pairs are already fresh and random
+
+    def prepare_train(self, model: nn.Module) -> None:
+        pass
+
+    def _grids(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+        d = self.device
+        return voxelize_batch(batch[prefix + "xyz_A"].to(d, non_blocking=True), batch[prefix + "channel"].to(d),
+                              batch[prefix + "is_protein"].to(d), self.config.grid)
+
+    def _logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        home, neighbor = self._grids(batch, "home_"), self._grids(batch, "neighbor_")
+        with autocast_context(self.device):
+            return model(home, neighbor).float()
+
+    def train_step(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+        labels = batch["label"].to(self.device)
+        logits = self._logits(model, batch)
+        loss = F.cross_entropy(logits, labels)
+        correct = float((logits.argmax(1) == labels).sum())
+        dense = float(batch["density_ok"].sum())
+        n = len(labels)
+        return loss, n, {"accuracy": (correct, n), "density_ok": (dense, n)}
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        loss_sum, correct, count = 0.0, 0.0, 0
+        for batch in self._loader(self.val_set, 0, shuffle=False):
+            labels = batch["label"].to(self.device)
+            logits = self._logits(model, batch)
+            loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += float((logits.argmax(1) == labels).sum())
+            count += len(labels)
+        model.train(was_training)
+        return {"val/loss": loss_sum / count, "val/accuracy": correct / count}
+
+
+def pretrain(config: RunConfig, store: RunStore, reporter: Reporter | None = None) -> Run:
+    """Run neighbor-location pre-training and record it in ``store``.
+
+    Args:
+        config: a ``pretrain`` run configuration (structures, grid, model, task, training).
+        store: the run store.
+        reporter: progress sink (default: none).
+
+    Returns:
+        The finished run; its ``best`` checkpoint holds the encoder for ``lba finetune --init``.
+
+    Raises:
+        DataError: when no structure can be read.
+        ConfigError: on invalid settings.
+    """
+    reporter = reporter or NullReporter()
+    train = config.train
+    seed_everything(train.seed, train.deterministic)
+    device = resolve_device(train.device)
+    exclude = frozenset(config.exclude_ids)
+    structures, skipped = load_structures([Path(p) for p in config.structures], config.grid, exclude)
+    train_structures, val_structures = split_structures(structures, config.neighbor.val_fraction, train.seed)
+    config = dataclasses.replace(config, model=resolve_model_config(config.model))
+    model = create_model(config.model, config.grid.num_channels, "neighbor").to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+
+    config_dict: dict[str, Any] = config_to_dict(config)
+    run = store.create_run(config_dict)
+    run.update_status(num_structures=len(structures), num_train_structures=len(train_structures),
+                      num_val_structures=len(val_structures), num_skipped_structures=len(skipped))
+    run.log(f"pretrain on {len(structures)} structures ({len(train_structures)} train, {len(val_structures)} val), "
+            f"{len(skipped)} left out")
+    for path, reason in skipped:
+        run.log(f"left out {path}: {reason}")
+    reporter.message(f"{len(structures)} structures ({len(train_structures)} train / {len(val_structures)} val), "
+                     f"{len(skipped)} left out; task {config.neighbor.label}")
+    task = NeighborTask(NeighborPairs(train_structures, config.grid, config.neighbor, train.seed, train=True),
+                        NeighborPairs(val_structures, config.grid, config.neighbor, train.seed, train=False),
+                        config, device)
+    fit(model, task, optimizer, train, run, config_dict, reporter, device)
+    run.update_status(status="completed", finished_at=utc_now())
+    return run

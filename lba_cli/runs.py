@@ -1,0 +1,347 @@
+"""The run store: one directory per run, and a SQLite index over them.
+
+Layout of a runs directory (``./runs``, ``--runs-dir`` or ``LBA_RUNS_DIR``):
+
+    index.sqlite                  the index (WAL mode); rebuilt by `RunStore.reindex`
+    <run_id>/config.json          resolved config + lba version + git SHA; written once
+    <run_id>/status.json          status, times, heartbeat, best epoch, summary metrics
+    <run_id>/metrics.parquet      one row per epoch: epoch, step, elapsed_s, train/*, val/*
+    <run_id>/predictions_<split>.parquet   id, affinity_pk, predicted_pk
+    <run_id>/checkpoints/{best,last}.pt
+    <run_id>/log.txt              human-readable log
+
+Invariants. The directories are the truth: the index holds nothing that cannot be rebuilt
+from them. Every file is written to a temporary name and renamed, so a reader never sees a
+half-written file. Run ids (``YYYYMMDD-HHMMSS-xxxx``, UTC) sort by creation time and carry a
+random suffix, so two processes never collide. Only the process that created a run writes
+into its directory; any process may write the index (SQLite serialises them). A run whose
+status is ``running`` but whose heartbeat is older than `STALE_AFTER_S` is reported as
+``crashed``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from lba_cli.errors import RunNotFoundError, StoreError
+
+__all__ = ["RunStore", "Run", "INDEX_NAME", "STALE_AFTER_S", "MIGRATIONS", "default_runs_dir", "utc_now"]
+
+INDEX_NAME = "index.sqlite"
+STALE_AFTER_S = 600.0
+CONFIG_NAME = "config.json"
+STATUS_NAME = "status.json"
+METRICS_NAME = "metrics.parquet"
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_create_runs", """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            name TEXT,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            heartbeat_at TEXT,
+            parent_id TEXT,
+            config_json TEXT NOT NULL,
+            best_epoch INTEGER,
+            metrics_json TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX runs_name ON runs(name);
+        CREATE INDEX runs_kind ON runs(kind);
+    """),
+]
+
+
+def utc_now() -> str:
+    """Current UTC time, ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_runs_dir() -> Path:
+    """``$LBA_RUNS_DIR`` or ``./runs``."""
+    return Path(os.environ.get("LBA_RUNS_DIR") or "runs")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+@dataclass
+class Run:
+    """A handle on one run directory.
+
+    Attributes:
+        id: the run id.
+        path: the run directory.
+        store: the store it belongs to.
+    """
+
+    id: str
+    path: Path
+    store: "RunStore"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's resolved configuration (``config.json``)."""
+        return json.loads((self.path / CONFIG_NAME).read_text())
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """``status.json``, with ``status`` turned to ``crashed`` when the heartbeat is stale."""
+        status = json.loads((self.path / STATUS_NAME).read_text())
+        status["status"] = _effective_status(status)
+        return status
+
+    @property
+    def kind(self) -> str:
+        return self.config["kind"]
+
+    @property
+    def name(self) -> str | None:
+        return self.config.get("name")
+
+    def checkpoint_path(self, which: str) -> Path:
+        """``checkpoints/<which>.pt`` (``best`` or ``last``)."""
+        return self.path / "checkpoints" / f"{which}.pt"
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into ``status.json`` (atomically) and update the index row."""
+        status = json.loads((self.path / STATUS_NAME).read_text())
+        status.update(fields)
+        _write_atomic(self.path / STATUS_NAME, json.dumps(status, indent=2, sort_keys=True))
+        self.store._upsert(self)
+        return status
+
+    def heartbeat(self) -> None:
+        """Record that the training process is alive."""
+        self.update_status(heartbeat_at=utc_now())
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Replace ``metrics.parquet`` with ``rows`` (one dict per epoch), atomically."""
+        tmp = self.path / f".{METRICS_NAME}.{os.getpid()}.tmp"
+        pl.DataFrame(rows).write_parquet(tmp)
+        os.replace(tmp, self.path / METRICS_NAME)
+
+    def read_metrics(self) -> pl.DataFrame:
+        """The per-epoch metrics (empty frame if none yet)."""
+        path = self.path / METRICS_NAME
+        return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+
+    def write_predictions(self, split: str, frame: pl.DataFrame) -> Path:
+        """Write ``predictions_<split>.parquet`` atomically and return its path."""
+        path = self.path / f"predictions_{split}.parquet"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+        return path
+
+    def read_predictions(self, split: str) -> pl.DataFrame:
+        """``predictions_<split>.parquet``.
+
+        Raises:
+            StoreError: if the run has none for that split.
+        """
+        path = self.path / f"predictions_{split}.parquet"
+        if not path.exists():
+            raise StoreError(f"run {self.id} has no {split} predictions\nexpected: run `lba evaluate {self.id} --split {split}` first")
+        return pl.read_parquet(path)
+
+    def log(self, message: str) -> None:
+        """Append a timestamped line to ``log.txt``."""
+        with open(self.path / "log.txt", "a") as handle:
+            handle.write(f"{utc_now()} {message}\n")
+
+
+def _effective_status(status: dict[str, Any]) -> str:
+    if status.get("status") != "running":
+        return status.get("status", "unknown")
+    beat = status.get("heartbeat_at") or status.get("started_at")
+    if beat is None:
+        return "running"
+    age = (datetime.now(timezone.utc) - datetime.fromisoformat(beat)).total_seconds()
+    return "crashed" if age > STALE_AFTER_S else "running"
+
+
+class RunStore:
+    """Run directories under ``root`` plus their SQLite index.
+
+    Args:
+        root: the runs directory; created on first write.
+    """
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_runs_dir()
+
+    # ------------------------------------------------------------------ index
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.root / INDEX_NAME, timeout=30.0, isolation_level=None)
+        try:
+            connection.execute("PRAGMA busy_timeout = 30000")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            _migrate(connection)
+            yield connection
+        finally:
+            connection.close()
+
+    def _upsert(self, run: Run) -> None:
+        config = run.config
+        status = json.loads((run.path / STATUS_NAME).read_text())
+        row = (
+            run.id, config["kind"], config.get("name"), status.get("status", "unknown"), status["created_at"],
+            status.get("started_at"), status.get("finished_at"), status.get("heartbeat_at"), status.get("parent_id"),
+            json.dumps(config, sort_keys=True), status.get("best_epoch"),
+            json.dumps(status.get("metrics", {}), sort_keys=True),
+        )
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO runs (id, kind, name, status, created_at, started_at, finished_at, heartbeat_at, "
+                "parent_id, config_json, best_epoch, metrics_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name, status=excluded.status, "
+                "created_at=excluded.created_at, started_at=excluded.started_at, finished_at=excluded.finished_at, "
+                "heartbeat_at=excluded.heartbeat_at, parent_id=excluded.parent_id, config_json=excluded.config_json, "
+                "best_epoch=excluded.best_epoch, metrics_json=excluded.metrics_json",
+                row,
+            )
+
+    # ------------------------------------------------------------------- runs
+    def create_run(self, config: dict[str, Any], parent_id: str | None = None) -> Run:
+        """Create a run directory with its config and a ``created`` status, and index it.
+
+        Args:
+            config: the resolved run configuration as plain JSON values (``kind`` required).
+            parent_id: the pre-training run a fine-tuning run starts from.
+        """
+        from lba_cli import __version__
+
+        for _ in range(20):
+            run_id = _new_run_id()
+            path = self.root / run_id
+            try:
+                path.mkdir(parents=True)
+                break
+            except FileExistsError:
+                continue
+        else:  # pragma: no cover - 20 collisions of a random suffix in one second
+            raise StoreError(f"could not create a new run directory in {self.root}")
+        (path / "checkpoints").mkdir()
+        full = {**config, "lba_version": __version__, "git_sha": _git_sha()}
+        _write_atomic(path / CONFIG_NAME, json.dumps(full, indent=2, sort_keys=True))
+        status = {"status": "created", "created_at": utc_now(), "parent_id": parent_id, "host": socket.gethostname(),
+                  "pid": os.getpid(), "metrics": {}}
+        _write_atomic(path / STATUS_NAME, json.dumps(status, indent=2, sort_keys=True))
+        run = Run(run_id, path, self)
+        self._upsert(run)
+        return run
+
+    def _run_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()
+                      and (p / STATUS_NAME).is_file())
+
+    def runs(self) -> list[Run]:
+        """Every run in the store, oldest first (by id)."""
+        return [Run(p.name, p, self) for p in self._run_dirs()]
+
+    def resolve(self, ref: str) -> Run:
+        """Find a run by id, unique id prefix, name, or directory path.
+
+        Raises:
+            RunNotFoundError: naming the candidates when the reference is ambiguous.
+        """
+        as_path = Path(ref)
+        if (as_path / CONFIG_NAME).is_file() and (as_path / STATUS_NAME).is_file():
+            store = self if as_path.resolve().parent == self.root.resolve() else RunStore(as_path.resolve().parent)
+            return Run(as_path.resolve().name, as_path.resolve(), store)
+        runs = self.runs()
+        exact = [r for r in runs if r.id == ref]
+        if exact:
+            return exact[0]
+        matches = [r for r in runs if r.id.startswith(ref)] or [r for r in runs if r.name == ref]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunNotFoundError(f"no run matches {ref!r} in {self.root}\n"
+                                   "expected: a run id, a unique prefix of one, a run name or a run directory "
+                                   "(see `lba runs list`)")
+        listed = "\n  ".join(f"{r.id}  {r.name or ''}" for r in matches[:10])
+        raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs; give more of the id:\n  {listed}")
+
+    def remove(self, run: Run) -> None:
+        """Delete a run directory and its index row."""
+        shutil.rmtree(run.path)
+        with self._connect() as db:
+            db.execute("DELETE FROM runs WHERE id = ?", (run.id,))
+
+    def reindex(self) -> int:
+        """Rebuild the index from the run directories; returns the number of runs indexed."""
+        runs = self.runs()
+        with self._connect() as db:
+            db.execute("DELETE FROM runs")
+        for run in runs:
+            self._upsert(run)
+        return len(runs)
+
+    def index_rows(self) -> list[dict[str, Any]]:
+        """The index rows, oldest first, with the effective (crash-aware) status."""
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
+        for row in rows:
+            row["status"] = _effective_status({"status": row["status"], "heartbeat_at": row["heartbeat_at"],
+                                               "started_at": row["started_at"]})
+        return rows
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Apply the named migrations not yet recorded, each in one transaction with its record."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
+                for statement in filter(str.strip, sql.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, utc_now()))
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+            raise
