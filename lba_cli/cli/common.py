@@ -1,0 +1,91 @@
+"""Pieces every command shares: option aliases, consoles, error handling, output formats."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lba_cli.errors import LbaError
+
+__all__ = ["stdout", "stderr", "friendly_errors", "RunsDir", "Device", "Seed", "Name", "Quiet", "OutputFormat",
+           "render_frame", "store_from"]
+
+_TABLE_WIDTH_WHEN_PIPED = 240
+# Piped output is read by tools and wide logs, not 80-column terminals: do not squeeze tables.
+stdout = Console(width=None if sys.stdout.isatty() else _TABLE_WIDTH_WHEN_PIPED)
+stderr = Console(stderr=True, soft_wrap=True)  # messages are never re-wrapped mid-path
+
+RunsDir = Annotated[Optional[Path], typer.Option(
+    "--runs-dir", envvar="LBA_RUNS_DIR", file_okay=False, help="Runs directory [default: ./runs].",
+    rich_help_panel="System", show_default=False)]
+Device = Annotated[Optional[str], typer.Option(
+    "--device", help="auto, cpu, cuda or cuda:N [default: auto].", rich_help_panel="System", show_default=False)]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed of every random draw [default: 0].",
+                                             rich_help_panel="System", show_default=False)]
+Name = Annotated[Optional[str], typer.Option("--name", help="A human name for the run (ids stay the key).",
+                                             rich_help_panel="System")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="System")]
+
+
+class OutputFormat(str, Enum):
+    """Result formats for stdout."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an `LbaError` into a red message on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LbaError as error:
+            stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            stderr.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def store_from(runs_dir: Path | None):
+    """The run store of ``--runs-dir`` / ``LBA_RUNS_DIR`` / ``./runs``."""
+    from lba_cli.runs import RunStore
+
+    return RunStore(runs_dir)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render_frame(frame: Any, fmt: OutputFormat, title: str | None = None) -> None:
+    """Print a polars frame to stdout as a Rich table, JSON records or CSV."""
+    if fmt is OutputFormat.json:
+        sys.stdout.write(json.dumps(frame.to_dicts(), indent=2, default=str) + "\n")
+    elif fmt is OutputFormat.csv:
+        sys.stdout.write(frame.write_csv())
+    else:
+        table = Table(title=title, show_lines=False)
+        for column in frame.columns:
+            table.add_column(column, overflow="fold")
+        for row in frame.iter_rows():
+            table.add_row(*(_fmt(v) for v in row))
+        stdout.print(table)

@@ -1,0 +1,137 @@
+"""`lba evaluate`, `lba plot` and `lba compare`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lba_cli.cli.common import Device, OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+
+Runs = Annotated[list[str], typer.Argument(help="Run ids, unique prefixes, names or run directories (runs/* works).", show_default=False)]
+
+
+class SplitName(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class PlotKind(str, Enum):
+    curves = "curves"
+    scatter = "scatter"
+
+
+class XAxis(str, Enum):
+    epoch = "epoch"
+    step = "step"
+    time = "time"
+
+
+def _report_skipped(skipped: list[tuple[str, str]]) -> None:
+    for ref, reason in skipped:
+        stderr.print(f"[dim]skipped {ref}: {reason}[/]", highlight=False)
+
+
+@friendly_errors
+def evaluate(
+    runs: Runs,
+    split: Annotated[SplitName, typer.Option("--split", help="Split to evaluate.")] = SplitName.test,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file [default: the run's own].", exists=True, dir_okay=False)] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    device: Device = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Whole-split MAE, RMSE, Pearson r and Spearman ρ of fine-tuned runs; saves predictions.
+
+    Example: [bold]lba evaluate 20261130-101500-ab12 --split test[/]
+    """
+    import polars as pl
+
+    from lba_cli.compare import collect_runs, labels_for
+    from lba_cli.evaluate import evaluate_run
+
+    store = store_from(runs_dir)
+    found, skipped = collect_runs(store, runs)
+    _report_skipped(skipped)
+    labels, _ = labels_for(found, store) if found else ([], "")
+    rows = []
+    for run, label in zip(found, labels):
+        result = evaluate_run(store, str(run.path), split.value, data, device or "auto")
+        stderr.print(f"predictions: {result.path}", highlight=False)
+        rows.append({"run": run.id, "label": label, "split": split.value, "n": int(result.metrics["n"]),
+                     **{k: result.metrics[k] for k in ("rmse", "mae", "pearson", "spearman")}})
+    render_frame(pl.DataFrame(rows), fmt, title=f"{split.value} metrics")
+
+
+@friendly_errors
+def plot(
+    runs: Runs,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Figure file: .png, .svg or .pdf.", dir_okay=False)],
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="Metric or glob, repeatable (e.g. 'val/*') [default: val/loss, val/rmse, val/pearson, train/loss].", show_default=False)] = None,
+    color_by: Annotated[Optional[str], typer.Option("--color-by", help="Setting that picks the colour, e.g. train.lr [default: the run label].", show_default=False)] = None,
+    kind: Annotated[PlotKind, typer.Option("--kind", help="curves (metrics per epoch) or scatter (predicted vs measured pK).")] = PlotKind.curves,
+    x: Annotated[XAxis, typer.Option("--x", help="x axis of curves.")] = XAxis.epoch,
+    split: Annotated[SplitName, typer.Option("--split", help="Split of the scatter plot.")] = SplitName.test,
+    width: Annotated[float, typer.Option("--width-in", help="Figure width, inches.")] = 9.0,
+    height: Annotated[float, typer.Option("--height-in", help="Figure height, inches.")] = 6.0,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Learning curves (one panel per metric) or a predicted-vs-measured scatter plot.
+
+    Example: [bold]lba plot runs/* -o curves.png --metric 'val/*'[/]
+    """
+    import polars as pl
+
+    from lba_cli.compare import collect_runs, labels_for
+    from lba_cli.metrics import regression_metrics
+    from lba_cli.plots import curves_frame, plot_curves, plot_scatter, save_plot, select_metrics
+
+    store = store_from(runs_dir)
+    found, skipped = collect_runs(store, runs)
+    _report_skipped(skipped)
+    if not found:
+        from lba_cli.errors import RunNotFoundError
+
+        raise RunNotFoundError("no runs to plot")
+    labels, title = labels_for(found, store, color_by)
+    if kind is PlotKind.curves:
+        frame = curves_frame([(r.id, label, r.read_metrics()) for r, label in zip(found, labels)])
+        metrics = select_metrics(frame["metric"].unique().to_list(), metric)
+        figure = plot_curves(frame, metrics, x="elapsed_s" if x is XAxis.time else x.value, color_title=title)
+    else:
+        parts, scores = [], []
+        for run, label in zip(found, labels):
+            predictions = run.read_predictions(split.value)
+            parts.append(predictions.with_columns(pl.lit(label).alias("label")))
+            m = regression_metrics(predictions["affinity_pk"].to_numpy(), predictions["predicted_pk"].to_numpy())
+            scores.append(f"{label}: RMSE {m['rmse']:.2f}, r {m['pearson']:.2f}, ρ {m['spearman']:.2f}")
+        figure = plot_scatter(pl.concat(parts), f"{split.value}: " + "; ".join(scores))
+    path = save_plot(figure, output, width, height)
+    stdout.print(str(path), highlight=False)
+
+
+@friendly_errors
+def compare(
+    runs: Runs,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Column to sort by, e.g. val/rmse.", show_default=False)] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every setting, not only those that differ.")] = False,
+    group: Annotated[bool, typer.Option("--group", help="One row per replicate group (runs differing only in seed): mean ± std.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """One row per run: the settings that differ, best epoch and metrics.
+
+    Example: [bold]lba compare runs/* --sort val/rmse[/]
+    """
+    from lba_cli.compare import compare_runs
+
+    result = compare_runs(store_from(runs_dir), runs, sort=sort, show_all=show_all, group_replicates=group)
+    _report_skipped(result.skipped)
+    if fmt is OutputFormat.table:
+        for kind, table in result.tables.items():
+            render_frame(table, fmt, title=f"{kind} runs")
+    else:
+        render_frame(result.table, fmt)

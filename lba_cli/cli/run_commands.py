@@ -1,0 +1,91 @@
+"""`lba runs list|show|rm|reindex`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+
+runs_app = typer.Typer(no_args_is_help=True, help="List, inspect, remove and re-index runs.")
+
+
+@runs_app.command("list")
+@friendly_errors
+def list_runs(
+    kind: Annotated[Optional[str], typer.Option("--kind", help="Only pretrain or finetune runs.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Only runs whose name contains this.")] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    runs_dir: RunsDir = None,
+) -> None:
+    """List runs, oldest first.
+
+    Example: [bold]lba runs list --kind finetune[/]
+    """
+    import polars as pl
+
+    rows = []
+    for row in store_from(runs_dir).index_rows():
+        if (kind and row["kind"] != kind) or (name and name not in (row["name"] or "")):
+            continue
+        metrics = json.loads(row["metrics_json"])
+        rows.append({"id": row["id"], "kind": row["kind"], "name": row["name"] or "", "status": row["status"],
+                     "created_at": row["created_at"], "best_epoch": row["best_epoch"], "parent": row["parent_id"] or "",
+                     "val/loss": metrics.get("val/loss"), "test/rmse": metrics.get("test/rmse")})
+    render_frame(pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"id": []}), fmt, title="runs")
+
+
+@runs_app.command("show")
+@friendly_errors
+def show(
+    run: Annotated[str, typer.Argument(help="Run id, prefix, name or directory.")],
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Config, status, best epoch, metrics, parent run and files of one run.
+
+    Example: [bold]lba runs show 20261130-101500-ab12[/]
+    """
+    found = store_from(runs_dir).resolve(run)
+    info = {"id": found.id, "path": str(found.path), "config": found.config, "status": found.status,
+            "files": sorted(str(p.relative_to(found.path)) for p in found.path.rglob("*") if p.is_file()
+                            and not p.name.startswith("."))}
+    if fmt is OutputFormat.table:
+        from rich.pretty import Pretty
+
+        stdout.print(Pretty(info))
+    else:
+        stdout.print_json(json.dumps(info, default=str))
+
+
+@runs_app.command("rm")
+@friendly_errors
+def remove(
+    runs: Annotated[list[str], typer.Argument(help="Runs to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Delete runs (their directories and index rows).
+
+    Example: [bold]lba runs rm 20261130-101500-ab12 --yes[/]
+    """
+    store = store_from(runs_dir)
+    found = [store.resolve(r) for r in runs]
+    if not yes and not typer.confirm(f"delete {len(found)} run(s): {', '.join(r.id for r in found)}?"):
+        raise typer.Exit(1)
+    for run in found:
+        store.remove(run)
+        stderr.print(f"removed {run.id}", highlight=False)
+
+
+@runs_app.command("reindex")
+@friendly_errors
+def reindex(runs_dir: RunsDir = None) -> None:
+    """Rebuild index.sqlite from the run directories.
+
+    Example: [bold]lba runs reindex --runs-dir runs[/]
+    """
+    count = store_from(runs_dir).reindex()
+    stdout.print(f"indexed {count} runs", highlight=False)

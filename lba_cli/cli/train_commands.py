@@ -1,0 +1,132 @@
+"""`lba pretrain` and `lba finetune`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from lba_cli.cli.common import Device, Name, Quiet, RunsDir, Seed, friendly_errors, stderr, stdout, store_from
+
+Arch = Annotated[Optional[str], typer.Option("--arch", help="cnn, resnet or resnet-bottleneck [default: resnet-bottleneck, or the --init run's].", rich_help_panel="Model", show_default=False)]
+Widths = Annotated[Optional[list[int]], typer.Option("--width", help="Stem then stage widths, repeated (e.g. --width 64 --width 128 ...).", rich_help_panel="Model", show_default=False)]
+Dropout = Annotated[Optional[float], typer.Option("--dropout", help="Dropout in the head(s) [default: 0.5].", rich_help_panel="Model", show_default=False)]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Epochs to train.", rich_help_panel="Optimization", show_default=False)]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Examples per step.", rich_help_panel="Optimization", show_default=False)]
+Lr = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate [default: 1e-3].", rich_help_panel="Optimization", show_default=False)]
+Patience = Annotated[Optional[int], typer.Option("--patience", help="Stop after this many epochs without a better val loss.", rich_help_panel="Optimization", show_default=False)]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Data-loading worker processes [default: 0].", rich_help_panel="System", show_default=False)]
+
+
+def _train_config(defaults: Any, **options: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(defaults, **{k: v for k, v in options.items() if v is not None})
+
+
+def _model_config(arch: str | None, widths: list[int] | None, dropout: float | None) -> Any:
+    from lba_cli.config import ModelConfig
+
+    options = {"arch": arch, "widths": tuple(widths) if widths else None, "dropout": dropout}
+    return ModelConfig(**{k: v for k, v in options.items() if v is not None})
+
+
+def _summary(run: Any) -> None:
+    status = run.status
+    metrics = status.get("metrics", {})
+    shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))
+                      and not k.endswith("/n"))
+    stderr.print(f"run {run.id}: {status['status']}, best epoch {status.get('best_epoch')}; {shown}",
+                 highlight=False, soft_wrap=True)
+    stdout.print(run.id)
+
+
+@friendly_errors
+def pretrain(
+    structures: Annotated[list[Path], typer.Option("--structures", help="Structure files or folders (PDB, mmCIF, PDBQT, .gz) or lba voxelize .h5; repeat for more.", rich_help_panel="Data", show_default=False)],
+    pad: Annotated[Optional[tuple[float, float]], typer.Option("--pad", help="Minimum and maximum padding between the views, Å [default: 1 2].", rich_help_panel="Task", show_default=False)] = None,
+    angle: Annotated[Optional[float], typer.Option("--angle", help="Maximum turn of the neighbour view, degrees [default: 20].", rich_help_panel="Task", show_default=False)] = None,
+    epoch_size: Annotated[Optional[int], typer.Option("--epoch-size", help="Training view pairs per epoch [default: 2048].", rich_help_panel="Task", show_default=False)] = None,
+    val_size: Annotated[Optional[int], typer.Option("--val-size", help="Fixed validation view pairs [default: 512].", rich_help_panel="Task", show_default=False)] = None,
+    curriculum: Annotated[Optional[int], typer.Option("--curriculum", help="Ramp padding noise and angle from 0 over N epochs.", rich_help_panel="Task", show_default=False)] = None,
+    exclude_ids: Annotated[Optional[Path], typer.Option("--exclude-ids", help="File of structure ids to leave out (e.g. downstream val/test proteins).", exists=True, dir_okay=False, rich_help_panel="Data")] = None,
+    box_size: Annotated[Optional[int], typer.Option("--box-size", help="Voxels per side [default: 21].", rich_help_panel="Grid", show_default=False)] = None,
+    resolution: Annotated[Optional[float], typer.Option("--resolution", help="Voxel edge, Å [default: 1.0].", rich_help_panel="Grid", show_default=False)] = None,
+    arch: Arch = None,
+    width: Widths = None,
+    dropout: Dropout = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    patience: Patience = None,
+    seed: Seed = None,
+    device: Device = None,
+    workers: Workers = None,
+    name: Name = None,
+    runs_dir: RunsDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Pre-train an encoder on protein structures with the neighbor-location task.
+
+    Example: [bold]lba pretrain --structures ../shared/data/proteins_bm5 --pad 1 2 --angle 20 --epochs 5[/]
+    """
+    from lba_cli.config import PRETRAIN_TRAIN_DEFAULTS, GridConfig, NeighborConfig, RunConfig
+    from lba_cli.pretrain import pretrain as run_pretrain
+    from lba_cli.pretrain import read_exclude_ids
+    from lba_cli.progress import ProgressReporter
+
+    task = {"pad_min_A": pad[0] if pad else None, "pad_max_A": pad[1] if pad else None, "angle_deg": angle,
+            "epoch_size": epoch_size, "val_size": val_size, "curriculum_epochs": curriculum}
+    grid = {"box_size_voxels": box_size, "resolution_A": resolution}
+    config = RunConfig(
+        kind="pretrain",
+        grid=GridConfig(**{k: v for k, v in grid.items() if v is not None}),
+        model=_model_config(arch, width, dropout),
+        train=_train_config(PRETRAIN_TRAIN_DEFAULTS, num_epochs=epochs, batch_size=batch_size, lr=lr,
+                            patience=patience, seed=seed, device=device, num_workers=workers),
+        neighbor=NeighborConfig(**{k: v for k, v in task.items() if v is not None}),
+        structures=tuple(str(p) for p in structures),
+        exclude_ids=tuple(sorted(read_exclude_ids(exclude_ids))) if exclude_ids else (),
+        name=name,
+    )
+    _summary(run_pretrain(config, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet)))
+
+
+@friendly_errors
+def finetune(
+    data: Annotated[Path, typer.Argument(help="HDF5 file from lba voxelize.", exists=True, dir_okay=False, show_default=False)],
+    init: Annotated[str, typer.Option("--init", help="random, or a pre-training run (id, prefix, name or directory).", rich_help_panel="Model")] = "random",
+    freeze: Annotated[bool, typer.Option("--freeze", help="Train the head only (encoder BatchNorm in eval mode).", rich_help_panel="Model")] = False,
+    arch: Arch = None,
+    width: Widths = None,
+    dropout: Dropout = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    patience: Patience = None,
+    no_rotate: Annotated[bool, typer.Option("--no-rotate", help="Do not rotate training examples.", rich_help_panel="Data")] = False,
+    seed: Seed = None,
+    device: Device = None,
+    workers: Workers = None,
+    name: Name = None,
+    runs_dir: RunsDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Fine-tune on pK regression from random init or a pre-trained encoder; evaluates val and test.
+
+    Example: [bold]lba finetune demo.h5 --init 20261130-101500-ab12 --epochs 20[/]
+    """
+    from lba_cli.config import FINETUNE_TRAIN_DEFAULTS, FinetuneConfig, RunConfig
+    from lba_cli.finetune import finetune as run_finetune
+    from lba_cli.progress import ProgressReporter
+
+    config = RunConfig(
+        kind="finetune",
+        model=_model_config(arch, width, dropout),
+        train=_train_config(FINETUNE_TRAIN_DEFAULTS, num_epochs=epochs, batch_size=batch_size, lr=lr,
+                            patience=patience, seed=seed, device=device, num_workers=workers),
+        finetune=FinetuneConfig(data_path=str(data), init=init, freeze=freeze, rotate=not no_rotate),
+        name=name,
+    )
+    _summary(run_finetune(config, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet)))

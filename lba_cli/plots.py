@@ -1,0 +1,154 @@
+"""Figures with plotnine: learning curves and predicted-vs-measured scatter plots.
+
+Curves follow the original research's style: one panel per metric, x = epoch, colour = the
+run's label (the setting that varies, e.g. pre-training difficulty ``1-2-20``), the raw
+curve faint with an exponentially smoothed curve drawn over it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import polars as pl
+
+from lba_cli.errors import LbaError
+
+__all__ = ["theme_lba", "curves_frame", "select_metrics", "plot_curves", "plot_scatter", "save_plot",
+           "DEFAULT_CURVE_METRICS", "SMOOTHING_ALPHA"]
+
+DEFAULT_CURVE_METRICS = ("val/loss", "val/rmse", "val/pearson", "val/accuracy", "train/loss")
+SMOOTHING_ALPHA = 0.5
+_AXIS_LABELS = {"epoch": "epoch", "step": "optimizer step", "elapsed_s": "time (s)"}
+
+
+def theme_lba():
+    """The one theme every lba figure uses."""
+    from plotnine import element_text, theme, theme_bw
+
+    return theme_bw(base_size=10) + theme(legend_position="right", strip_text=element_text(size=9))
+
+
+def curves_frame(histories: list[tuple[str, str, pl.DataFrame]]) -> pl.DataFrame:
+    """Long frame of per-epoch metrics.
+
+    Args:
+        histories: (run id, label, metrics frame with columns epoch, step, elapsed_s and
+            metric columns such as ``val/rmse``).
+
+    Returns:
+        Columns run (Utf8), label (Utf8), epoch (Int64), step (Int64), elapsed_s (Float64),
+        metric (Utf8), value (Float64), smoothed (Float64: exponential moving average,
+        weight `SMOOTHING_ALPHA` on the newest point).
+    """
+    frames = []
+    for run_id, label, history in histories:
+        if history.is_empty():
+            continue
+        value_columns = [c for c in history.columns if "/" in c]
+        long = history.unpivot(index=["epoch", "step", "elapsed_s"], on=value_columns, variable_name="metric",
+                               value_name="value")
+        frames.append(long.with_columns(pl.lit(run_id).alias("run"), pl.lit(label).alias("label"),
+                                        pl.col("value").cast(pl.Float64)))
+    if not frames:
+        return pl.DataFrame(schema={"run": pl.Utf8, "label": pl.Utf8, "epoch": pl.Int64, "step": pl.Int64,
+                                    "elapsed_s": pl.Float64, "metric": pl.Utf8, "value": pl.Float64,
+                                    "smoothed": pl.Float64})
+    frame = pl.concat(frames, how="diagonal_relaxed").sort("run", "metric", "epoch")
+    frame = frame.with_columns(pl.col("value").ewm_mean(alpha=SMOOTHING_ALPHA, adjust=True).over("run", "metric")
+                               .alias("smoothed"))
+    return frame.select("run", "label", "epoch", "step", "elapsed_s", "metric", "value", "smoothed")
+
+
+def select_metrics(available: list[str], patterns: list[str] | None) -> list[str]:
+    """Metrics matching the glob ``patterns`` (default: `DEFAULT_CURVE_METRICS` present), in order.
+
+    Raises:
+        LbaError: when a pattern matches nothing, listing what is available.
+    """
+    if not patterns:
+        chosen = [m for m in DEFAULT_CURVE_METRICS if m in available]
+        return chosen or sorted(available)
+    chosen = []
+    for pattern in patterns:
+        matched = [m for m in sorted(available) if fnmatch.fnmatchcase(m, pattern)]
+        if not matched:
+            raise LbaError(f"--metric {pattern!r} matches no recorded metric\navailable: {', '.join(sorted(available))}")
+        chosen.extend(m for m in matched if m not in chosen)
+    return chosen
+
+
+def plot_curves(frame: pl.DataFrame, metrics: list[str], x: str = "epoch", color_title: str = "run"):
+    """Learning curves, one panel per metric.
+
+    Args:
+        frame: output of `curves_frame`.
+        metrics: metrics to draw, in panel order.
+        x: ``epoch``, ``step`` or ``elapsed_s``.
+        color_title: legend title (the setting the labels stand for).
+
+    Returns:
+        A plotnine ``ggplot``.
+    """
+    from plotnine import aes, facet_wrap, geom_line, geom_point, ggplot, labs
+
+    import pandas as pd
+
+    data = _to_pandas(frame.filter(pl.col("metric").is_in(metrics)))
+    data["metric"] = pd.Categorical(data["metric"], categories=metrics, ordered=True)  # panels in the order asked
+    return (
+        ggplot(data, aes(x=x, color="label", group="run"))
+        + geom_line(aes(y="value"), alpha=0.3)
+        + geom_line(aes(y="smoothed"), size=0.9)
+        + geom_point(aes(y="value"), alpha=0.3, size=0.8)
+        + facet_wrap("metric", scales="free_y")
+        + labs(x=_AXIS_LABELS.get(x, x), y="", color=color_title)
+        + theme_lba()
+    )
+
+
+def plot_scatter(predictions: pl.DataFrame, title: str):
+    """Predicted against measured pK with the identity line, one panel per run label.
+
+    Args:
+        predictions: columns label (Utf8), affinity_pk (Float64), predicted_pk (Float64).
+        title: the figure title (e.g. the metrics).
+    """
+    from plotnine import aes, facet_wrap, geom_abline, geom_point, ggplot, labs
+
+    return (
+        ggplot(_to_pandas(predictions), aes("affinity_pk", "predicted_pk", color="label"))
+        + geom_abline(slope=1, intercept=0, linetype="dashed", color="grey")
+        + geom_point(alpha=0.7)
+        + facet_wrap("label")
+        + labs(x="measured pK (−log10 M)", y="predicted pK (−log10 M)", title=title, color="run")
+        + theme_lba()
+    )
+
+
+def _to_pandas(frame: pl.DataFrame):
+    """polars -> pandas without pyarrow (plotnine takes pandas)."""
+    import pandas as pd
+
+    return pd.DataFrame(frame.to_dict(as_series=False))
+
+
+def save_plot(plot, path: Path, width_in: float = 8.0, height_in: float = 5.0, dpi: int = 150) -> Path:
+    """Save as PNG, SVG or PDF (by suffix), atomically.
+
+    Raises:
+        LbaError: for another suffix.
+    """
+    import os
+    import warnings
+
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise LbaError(f"cannot write a figure to {path}\nexpected: a .png, .svg or .pdf file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # plotnine warns about every saved file's size
+        plot.save(tmp, width=width_in, height=height_in, dpi=dpi, verbose=False)
+    os.replace(tmp, path)
+    return path
