@@ -1,0 +1,88 @@
+"""Shared fixtures: the real data in ../shared/data, isolated run directories, small datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LBA_SHARED_DATA") or REPO.parent / "shared" / "data")
+ATOM3D = SHARED / "atom3d_lba_demo" / "split-by-protein"
+PDBBIND = SHARED / "pdbbind_demo"
+PDBBIND_INDEX = SHARED / "pdbbind_index"
+BM5 = SHARED / "proteins_bm5"
+
+# A handful of real complexes for fast end-to-end tests: ATOM3D demo ids from each split.
+TINY_IDS = ("1a30", "1bzc", "1e66", "1g2k", "1eby", "1o0h", "1bcu", "1c5z")
+# Small, diverse pre-training structures from Docking Benchmark 5.
+BM5_FILES = ("1A2K_r_u.pdb.gz", "1ACB_r_u.pdb.gz", "1AHW_r_u.pdb.gz", "1AK4_r_u.pdb.gz", "1AKJ_r_u.pdb.gz")
+
+
+def require_shared() -> Path:
+    """The shared data folder; skip without it, but fail under CI (CI=true)."""
+    if SHARED.is_dir():
+        return SHARED
+    message = f"real data not found at {SHARED} (set LBA_SHARED_DATA)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + " -- under CI the real data must be present")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path, monkeypatch):
+    """No test touches real user dirs; no colour codes in captured output; seeded globals."""
+    monkeypatch.setenv("LBA_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LBA_HOME", str(tmp_path / "home"))
+    for var in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TERM", "dumb")
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return require_shared()
+
+
+def make_pdbbind_subset(root: Path, ids: tuple[str, ...]) -> Path:
+    """A PDBbind-layout folder with the given complexes (symlinked) and matching index files."""
+    require_shared()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "index").mkdir(exist_ok=True)
+    for complex_id in ids:
+        (root / complex_id).symlink_to(PDBBIND / complex_id, target_is_directory=True)
+    for name in ("INDEX_demo_PL_data.2021", "INDEX_demo_PL_name.2021"):
+        lines = (PDBBIND / "index" / name).read_text().splitlines()
+        kept = [l for l in lines if l.startswith("#") or l.split()[:1] and l.split()[0] in ids]
+        (root / "index" / name).write_text("\n".join(kept) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_pdbbind(tmp_path_factory) -> Path:
+    return make_pdbbind_subset(tmp_path_factory.mktemp("pdbbind") / "pdbbind_tiny", TINY_IDS)
+
+
+@pytest.fixture(scope="session")
+def tiny_h5(tmp_path_factory, tiny_pdbbind) -> Path:
+    """8 real complexes voxelized with a random split (at least one in val and test)."""
+    from lba_cli.config import GridConfig
+    from lba_cli.data.build import build_dataset
+    from lba_cli.data.splits import SplitKind
+
+    path = tmp_path_factory.mktemp("h5") / "tiny.h5"
+    build_dataset([tiny_pdbbind], path, GridConfig(), split=SplitKind.random, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bm5_subset(tmp_path_factory) -> Path:
+    require_shared()
+    root = tmp_path_factory.mktemp("bm5")
+    for name in BM5_FILES:
+        (root / name).symlink_to(BM5 / name)
+    return root

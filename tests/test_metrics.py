@@ -1,0 +1,44 @@
+"""Whole-split metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lba_cli.metrics import accuracy, mean_std, regression_metrics
+
+
+def test_regression_metrics_known_values():
+    measured = np.array([1.0, 2.0, 3.0, 4.0])
+    predicted = np.array([1.5, 1.5, 3.5, 4.5])
+    m = regression_metrics(measured, predicted)
+    assert m["mae"] == pytest.approx(0.5)
+    assert m["rmse"] == pytest.approx(0.5)
+    assert m["pearson"] == pytest.approx(np.corrcoef(measured, predicted)[0, 1])
+    assert m["spearman"] == pytest.approx(0.9486833, abs=1e-6)  # one tie in the predictions
+
+
+def test_constant_predictions_have_no_correlation():
+    m = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]))
+    assert math.isnan(m["pearson"]) and math.isnan(m["spearman"])
+    assert m["rmse"] == pytest.approx(math.sqrt(2 / 3))
+
+
+def test_metrics_over_whole_split_differ_from_mean_of_batches():
+    """Averaging per-batch RMSE (the original work's bug) is not the split's RMSE."""
+    measured = np.array([5.0, 5.0, 5.0, 9.0])
+    predicted = np.array([5.0, 5.0, 5.0, 5.0])
+    batches = [np.sqrt(np.mean((predicted[i:i + 2] - measured[i:i + 2]) ** 2)) for i in (0, 2)]
+    assert regression_metrics(measured, predicted)["rmse"] == pytest.approx(2.0)
+    assert np.mean(batches) != pytest.approx(2.0)
+
+
+def test_mean_std_is_population_std():
+    mean, std = mean_std([1.0, 2.0, 3.0])
+    assert mean == 2.0 and std == pytest.approx(math.sqrt(2 / 3))
+
+
+def test_accuracy():
+    assert accuracy(np.array([0, 1]), np.array([[2.0, 1.0], [3.0, 0.0]])) == 0.5

@@ -1,0 +1,122 @@
+"""The run store: directories, the SQLite index and its migrations, resolution of references."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lba_cli.errors import RunNotFoundError
+from lba_cli.runs import INDEX_NAME, MIGRATIONS, RunStore
+
+EXPECTED_COLUMNS = ["id", "kind", "name", "status", "created_at", "started_at", "finished_at", "heartbeat_at",
+                    "parent_id", "config_json", "best_epoch", "metrics_json"]
+
+
+def _config(kind="finetune", **extra):
+    return {"kind": kind, "name": extra.pop("name", None), "train": {"seed": 0, "lr": 0.001}, **extra}
+
+
+def test_blank_store_gets_the_exact_schema(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    store.create_run(_config())
+    db = sqlite3.connect(tmp_path / "runs" / INDEX_NAME)
+    columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+    assert columns == EXPECTED_COLUMNS
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")] == [m[0] for m in MIGRATIONS]
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migrations_are_applied_once(tmp_path):
+    store = RunStore(tmp_path)
+    store.create_run(_config())
+    store.create_run(_config())
+    db = sqlite3.connect(tmp_path / INDEX_NAME)
+    assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+
+
+def test_run_directory_layout_and_status(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create_run(_config(name="alpha"))
+    assert (run.path / "config.json").is_file() and (run.path / "status.json").is_file()
+    assert (run.path / "checkpoints").is_dir()
+    assert run.config["lba_version"] and run.status["status"] == "created"
+    run.update_status(status="completed", best_epoch=3, metrics={"val/rmse": 1.5})
+    row = store.index_rows()[0]
+    assert row["status"] == "completed" and row["best_epoch"] == 3
+    assert json.loads(row["metrics_json"]) == {"val/rmse": 1.5}
+
+
+def test_resolve_by_id_prefix_name_and_path(tmp_path):
+    store = RunStore(tmp_path)
+    a = store.create_run(_config(name="alpha"))
+    b = store.create_run(_config(name="beta"))
+    assert store.resolve(a.id).id == a.id
+    assert store.resolve("beta").id == b.id
+    assert store.resolve(str(a.path)).id == a.id
+    unique = next(a.id[:n] for n in range(len(a.id) - 4, len(a.id) + 1) if not b.id.startswith(a.id[:n]))
+    assert store.resolve(unique).id == a.id
+    with pytest.raises(RunNotFoundError, match="matches 2 runs"):
+        store.resolve(a.id[:4])
+    with pytest.raises(RunNotFoundError, match="no run matches"):
+        store.resolve("gamma")
+
+
+def test_reindex_rebuilds_the_index_from_directories(tmp_path):
+    store = RunStore(tmp_path)
+    runs = [store.create_run(_config(name=f"r{i}")) for i in range(3)]
+    runs[1].update_status(status="completed", metrics={"test/rmse": 1.4})
+    (tmp_path / INDEX_NAME).unlink()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"{INDEX_NAME}{suffix}").unlink(missing_ok=True)
+    assert store.reindex() == 3
+    rows = {r["id"]: r for r in store.index_rows()}
+    assert set(rows) == {r.id for r in runs}
+    assert json.loads(rows[runs[1].id]["metrics_json"]) == {"test/rmse": 1.4}
+
+
+def test_stale_heartbeat_reads_as_crashed(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create_run(_config())
+    old = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat(timespec="seconds")
+    run.update_status(status="running", started_at=old, heartbeat_at=old)
+    assert run.status["status"] == "crashed"
+    assert store.index_rows()[0]["status"] == "crashed"
+    run.heartbeat()
+    assert run.status["status"] == "running"
+
+
+def test_remove_deletes_directory_and_row(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create_run(_config())
+    store.remove(run)
+    assert not run.path.exists() and store.index_rows() == []
+
+
+def test_run_ids_sort_by_creation_time(tmp_path):
+    store = RunStore(tmp_path)
+    ids = [store.create_run(_config()).id for _ in range(3)]
+    assert len(set(ids)) == 3
+    assert [i[:15] for i in ids] == sorted(i[:15] for i in ids)
+
+
+metric_values = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+       metrics=st.dictionaries(st.sampled_from(["val/rmse", "test/rmse", "val/pearson"]), metric_values),
+       best_epoch=st.one_of(st.none(), st.integers(1, 1000)))
+def test_records_round_trip_through_sqlite(tmp_path_factory, name, metrics, best_epoch):
+    store = RunStore(tmp_path_factory.mktemp("store"))
+    run = store.create_run(_config(name=name))
+    run.update_status(metrics=metrics, best_epoch=best_epoch)
+    row = store.index_rows()[0]
+    assert row["name"] == name and row["best_epoch"] == best_epoch
+    assert json.loads(row["metrics_json"]) == metrics
+    assert json.loads(row["config_json"])["name"] == name

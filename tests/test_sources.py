@@ -1,0 +1,121 @@
+"""Reading ATOM3D LMDBs and PDBbind folders: the same complexes either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from lba_cli.config import GridConfig
+from lba_cli.data.build import build_dataset
+from lba_cli.data.grids_h5 import open_grids, read_grid_set
+from lba_cli.data.sources import Skipped, find_atom3d_lmdbs, iter_atom3d, iter_pdbbind
+from lba_cli.errors import DataError
+
+from conftest import ATOM3D, PDBBIND, make_pdbbind_subset, require_shared
+
+
+def test_atom3d_split_root_and_single_lmdb_are_found():
+    require_shared()
+    assert sorted(find_atom3d_lmdbs(ATOM3D)) == ["test", "train", "val"]
+    assert list(find_atom3d_lmdbs(ATOM3D / "data")) == ["train", "val", "test"]
+    assert list(find_atom3d_lmdbs(ATOM3D / "data" / "test")) == ["test"]
+    assert list(find_atom3d_lmdbs(ATOM3D / "data" / "test" / "data.mdb")) == ["test"]
+
+
+def test_atom3d_one_level_too_high_names_the_path_to_give():
+    require_shared()
+    with pytest.raises(DataError) as error:
+        find_atom3d_lmdbs(ATOM3D.parent)
+    assert "split-by-protein" in str(error.value) and "give one of" in str(error.value)
+
+
+def test_atom3d_records_are_parsed_without_hydrogens_or_water():
+    require_shared()
+    records = list(iter_atom3d(ATOM3D / "data" / "test", GridConfig()))
+    assert len(records) == 38 and not any(isinstance(r, Skipped) for r in records)
+    first = records[0]
+    assert first.complex_id == "1bcu" and first.affinity_pk == pytest.approx(3.28)
+    assert first.split == "test"
+    assert 1 not in set(first.protein["atomic_number"].to_list())  # no hydrogens
+    # 1bcu's protein file has 4842 atoms: 2284 H and 232 waters among them
+    assert first.protein.height == 4842 - 2284 - 232
+    assert first.ligand.height == 13 + 3  # heavy atoms of the proflavine ligand
+
+
+def test_atom3d_and_pdbbind_give_the_same_ids_labels_and_grids(tmp_path):
+    """The same 38 complexes read from the ATOM3D LMDB and from the PDBbind folders."""
+    require_shared()
+    test_ids = tuple((ATOM3D / "test_ids.txt").read_text().split())
+    subset = make_pdbbind_subset(tmp_path / "pdbbind", test_ids)
+    grid = GridConfig()
+    a = build_dataset([ATOM3D / "data" / "test"], tmp_path / "a.h5", grid)
+    b = build_dataset([subset], tmp_path / "b.h5", grid)
+    assert a.num_written == b.num_written == len(test_ids) == 38
+    da, db = read_grid_set(tmp_path / "a.h5"), read_grid_set(tmp_path / "b.h5")
+    assert sorted(da.ids) == sorted(db.ids) == sorted(test_ids)
+    order_b = {k: i for i, k in enumerate(db.ids)}
+    with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:
+        for i, complex_id in enumerate(da.ids):
+            j = order_b[complex_id]
+            # ATOM3D stores PDBbind's pK rounded to 2 decimals; PDBbind's demo index gives Kd/Ki
+            assert da.affinity_pk[i] == pytest.approx(db.affinity_pk[j], abs=0.0051)
+            assert np.allclose(da.center_A[i], db.center_A[j], atol=1e-4)
+            assert np.abs(fa["grids"][i] - fb["grids"][j]).max() < 1e-4
+
+
+def test_pdbbind_reads_all_285_demo_complexes():
+    require_shared()
+    items = list(iter_pdbbind(PDBBIND, GridConfig()))
+    skipped = [i for i in items if isinstance(i, Skipped)]
+    assert len(items) == 285 and skipped == []
+    unsanitised = [i for i in items if any("unsanitised" in n for n in i.notes)]
+    assert unsanitised, "the demo set has ligands RDKit cannot sanitise; they must be read unsanitised"
+    assert all(i.protein_group for i in items)  # UniProt ids from the name index
+
+
+def test_pdbbind_folder_without_index_entry_is_skipped_with_reason(tmp_path):
+    subset = make_pdbbind_subset(tmp_path / "p", ("1a30", "1bcu"))
+    index = subset / "index" / "INDEX_demo_PL_data.2021"
+    index.write_text("\n".join(l for l in index.read_text().splitlines() if not l.startswith("1bcu")) + "\n")
+    items = list(iter_pdbbind(subset, GridConfig()))
+    skipped = [i for i in items if isinstance(i, Skipped)]
+    assert [s.complex_id for s in skipped] == ["1bcu"] and "no entry" in skipped[0].reason
+
+
+def test_nothing_readable_is_an_error_and_writes_nothing(tmp_path):
+    subset = make_pdbbind_subset(tmp_path / "p", ("1a30",))
+    (subset / "index" / "INDEX_demo_PL_data.2021").write_text("# empty\n")
+    with pytest.raises(DataError, match="no complex could be read"):
+        build_dataset([subset], tmp_path / "out.h5", GridConfig())
+    assert not (tmp_path / "out.h5").exists()
+    assert not list(tmp_path.glob(".out.h5*"))
+
+
+def test_grid_file_layout(tiny_h5):
+    with open_grids(tiny_h5) as f:
+        assert f.attrs["format"] == "lba-grids"
+        assert f["grids"].shape == (8, 7, 21, 21, 21)
+        assert f["grids"].dtype == np.float32
+        assert f.attrs["channels"] == "C;N;O;P;S,SE;*"
+    data = read_grid_set(tiny_h5)
+    assert set(data.split) == {"train", "val", "test"}
+    assert data.grid == GridConfig()
+    # every stored atom is within reach of its box centre
+    for i in range(len(data)):
+        xyz, _, _ = data.atoms(i)
+        assert np.linalg.norm(xyz - data.center_A[i], axis=1).max() <= data.grid.reach_A + 1e-4
+
+
+def test_open_grids_rejects_other_files(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        open_grids(tmp_path / "missing.h5")
+    (tmp_path / "x.h5").write_text("not hdf5")
+    with pytest.raises(DataError, match="cannot open"):
+        open_grids(tmp_path / "x.h5")
+    with h5py.File(tmp_path / "y.h5", "w") as f:
+        f.attrs["format"] = "other"
+    with pytest.raises(DataError, match="not an lba grids file"):
+        open_grids(tmp_path / "y.h5")
