@@ -12,7 +12,9 @@ from lba_cli.config import GridConfig
 from lba_cli.voxelize import (
     axis_angle_rotation,
     make_channel_lookup,
+    HALF_OCTANT_TABLE_NODES,
     octant_fraction_table,
+    quadrant_fraction_table,
     random_rotation,
     voxel_centers_A,
     voxelize,
@@ -74,6 +76,18 @@ def test_octant_table_known_values():
     # symmetric under permutations of the axes (x is integrated, y and z are closed-form)
     assert np.abs(table - table.transpose(1, 0, 2)).max() < 1e-7
     assert np.abs(table - table.transpose(0, 2, 1)).max() < 1e-12
+
+
+def test_half_domain_tables_agree_with_the_full_table():
+    full = octant_fraction_table()
+    half = octant_fraction_table(HALF_OCTANT_TABLE_NODES, lower=0.0)
+    n = full.shape[0]
+    # the half table over [0, 1] has the full table's spacing: its nodes are the full table's upper half
+    assert np.abs(half - full[n // 2:, n // 2:, n // 2:]).max() < 1e-7
+    quadrant = quadrant_fraction_table()
+    m = quadrant.shape[0]
+    assert quadrant[0, 0] == pytest.approx(1 / 4, abs=1e-9)  # a quarter ball
+    assert np.abs(quadrant[::(m - 1) // (n // 2), ::(m - 1) // (n // 2)] - full[0, n // 2:, n // 2:]).max() < 1e-7
 
 
 GRIDS = [
@@ -227,3 +241,38 @@ def test_random_rotations_are_proper_and_uniform():
     # and the trace has mean 0 (E[1 + 2 cos θ] = 0 under the Haar measure).
     assert np.abs(mats[:, :, 0].mean(axis=0)).max() < 0.05
     assert abs(np.trace(mats, axis1=1, axis2=2).mean()) < 0.05
+
+
+def test_cpu_kernel_and_tensor_path_agree_on_real_complexes(tiny_h5):
+    """The compiled CPU loop and the tensor path (used on CUDA) give the same grids."""
+    from lba_cli.data.dataset import AffinityDataset, collate_atoms
+    from lba_cli.data.grids_h5 import read_grid_set
+    from lba_cli.voxelize import _voxelize_cpu, _voxelize_torch
+
+    data = read_grid_set(tiny_h5)
+    dataset = AffinityDataset(tiny_h5, "train", data.grid, seed=1, rotate=True, grid_set=data)
+    batch = collate_atoms([dataset[i] for i in range(len(dataset))])
+    args = (batch["xyz_A"], batch["channel"], batch["is_protein"], data.grid, None)
+    compiled, tensor = _voxelize_cpu(*args), _voxelize_torch(*args)
+    assert compiled.shape == tensor.shape == (len(dataset), 7, 21, 21, 21)
+    assert torch.allclose(compiled, tensor, atol=2e-6)
+    assert compiled[:, -1].sum() > 100  # the protein channel is filled on both paths
+
+
+@pytest.mark.parametrize("symbol", ["CL", "Cl", "cl"])
+def test_element_case_does_not_matter(symbol):
+    from lba_cli.data.atoms import atomic_number
+
+    assert atomic_number(symbol) == 17
+
+
+def test_hydrogens_and_waters_are_dropped_unless_kept(shared):
+    from lba_cli.data.atoms import read_structure_atoms
+
+    pocket = shared / "pdbbind_demo" / "1a30" / "1a30_pocket.pdb"
+    default = read_structure_atoms(pocket)
+    with_h = read_structure_atoms(pocket, keep_hydrogens=True)
+    with_water = read_structure_atoms(pocket, keep_water=True)
+    assert 1 not in default["atomic_number"].to_list()
+    assert 1 in with_h["atomic_number"].to_list() and with_h.height > default.height
+    assert with_water.height > default.height  # the pocket file has crystal waters
