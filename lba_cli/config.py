@@ -11,6 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from lba_cli.errors import ConfigError
@@ -31,6 +32,8 @@ __all__ = [
     "config_to_dict",
     "config_from_dict",
     "run_config_from_json",
+    "build_run_config",
+    "config_to_toml",
 ]
 
 DEFAULT_ARCH = "resnet-bottleneck"
@@ -334,3 +337,84 @@ def run_config_from_json(data: dict[str, Any]) -> RunConfig:
 
 
 _PROVENANCE = ("lba_version", "git_sha")
+
+
+_SECTIONS = ("grid", "model", "train", "neighbor", "finetune")
+_TOP_LEVEL = ("name", "structures", "exclude_ids")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    unknown = sorted(set(data) - set(_SECTIONS) - set(_TOP_LEVEL) - {"kind"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}\n"
+                          f"expected sections [{'], ['.join(_SECTIONS)}] and keys {', '.join(_TOP_LEVEL)}")
+    return data
+
+
+def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """Resolve a run configuration: dataclass defaults < TOML file < command-line options.
+
+    Args:
+        kind: ``pretrain`` or ``finetune`` (picks the training defaults and the task section).
+        config_file: a TOML file with sections ``[grid]``, ``[model]``, ``[train]``,
+            ``[neighbor]`` or ``[finetune]`` and top-level ``name``, ``structures``,
+            ``exclude_ids`` (see `config_to_toml`), or None.
+        overrides: the same layout from the command line; ``None`` values mean "not given".
+
+    Raises:
+        ConfigError: on unknown keys or invalid values, naming the field.
+    """
+    kind = RunKind(kind)
+    data = _read_toml(config_file) if config_file is not None else {}
+    if data.get("kind", kind.value) != kind.value:
+        raise ConfigError(f"{config_file} is a {data['kind']} config\nexpected: a {kind.value} config")
+    merged: dict[str, Any] = {}
+    for section in _SECTIONS:
+        values = dict(data.get(section) or {})
+        values.update({k: v for k, v in (overrides.get(section) or {}).items() if v is not None})
+        merged[section] = values
+    for key in _TOP_LEVEL:
+        value = overrides.get(key)
+        merged[key] = value if value is not None else data.get(key)
+    train_defaults = PRETRAIN_TRAIN_DEFAULTS if kind is RunKind.pretrain else FINETUNE_TRAIN_DEFAULTS
+    train = dataclasses.replace(train_defaults, **{k: _tuplify(v) for k, v in _checked(TrainConfig, merged["train"]).items()})
+    task: dict[str, Any] = {}
+    if kind is RunKind.pretrain:
+        task["neighbor"] = _build(NeighborConfig, merged["neighbor"])
+    else:
+        task["finetune"] = _build(FinetuneConfig, merged["finetune"])
+    return RunConfig(
+        kind=kind, grid=_build(GridConfig, merged["grid"]), model=_build(ModelConfig, merged["model"]), train=train,
+        structures=tuple(str(p) for p in merged["structures"] or ()),
+        exclude_ids=tuple(merged["exclude_ids"] or ()), name=merged["name"], **task,
+    )
+
+
+def _checked(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}\nexpected: {', '.join(sorted(names))}")
+    return data
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """The configuration as TOML that `build_run_config` reads back (None values left out)."""
+    import tomli_w
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    data = clean(config_to_dict(config))
+    data["grid"]["channels"] = format_channels(config.grid.channels)
+    return tomli_w.dumps(data)

@@ -15,7 +15,8 @@ from lba_cli.checkpoints import load_checkpoint
 from lba_cli.config import GridConfig, ModelConfig, RunConfig, config_to_dict, run_config_from_json
 from lba_cli.data.dataset import AffinityDataset
 from lba_cli.data.grids_h5 import read_grid_set
-from lba_cli.devices import autocast_context, resolve_device
+from lba_cli.devices import autocast_context
+from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed, unwrap
 from lba_cli.errors import CheckpointMismatchError
 from lba_cli.evaluate import evaluate_model
 from lba_cli.loaders import make_loader
@@ -25,7 +26,7 @@ from lba_cli.seeding import seed_everything
 from lba_cli.train import NullReporter, Reporter, fit
 from lba_cli.voxelize import voxelize_batch
 
-__all__ = ["AffinityTask", "finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
+__all__ = ["AffinityTask", "finetune", "prepare_finetune", "finish_finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
 
 ARCHITECTURE_FIELDS = ("arch", "widths", "bottleneck_divisor")
 GRID_FIELDS = ("box_size_voxels", "resolution_A", "radius_A", "channels", "protein_channel", "keep_hydrogens", "keep_water")
@@ -35,18 +36,21 @@ class AffinityTask:
     """MSE on pK; whole-split validation metrics (MAE, RMSE, Pearson r, Spearman ρ)."""
 
     def __init__(self, train_set: AffinityDataset, val_set: AffinityDataset, config: RunConfig,
-                 device: torch.device, frozen_encoder: bool) -> None:
+                 device: torch.device, frozen_encoder: bool, ctx: DistContext) -> None:
         self.train_set, self.val_set = train_set, val_set
         self.config = config
         self.device = device
         self.frozen_encoder = frozen_encoder
+        self.ctx = ctx
 
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_set) / self.config.train.batch_size)
+        return math.ceil(len(self.train_set) / self.ctx.world_size / self.config.train.batch_size)
 
-    def train_batches(self, epoch: int):
+    def train_batches(self, epoch: int, skip_batches: int = 0):
         t = self.config.train
-        return make_loader(self.train_set, t.batch_size, shuffle=True, seed=t.seed, epoch=epoch, num_workers=t.num_workers)
+        return make_loader(self.train_set, t.batch_size, shuffle=True, seed=t.seed, epoch=epoch,
+                           num_workers=t.num_workers, skip_batches=skip_batches, rank=self.ctx.rank,
+                           world_size=self.ctx.world_size)
 
     def prepare_train(self, model: nn.Module) -> None:
         if self.frozen_encoder:
@@ -92,35 +96,43 @@ def _init_from_run(store: RunStore, ref: str, model_config: ModelConfig, data_gr
     return parent, resolved, encoder
 
 
-def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = None) -> Run:
-    """Fine-tune on an `lba voxelize` file, then evaluate the best epoch on val and test.
+@dataclasses.dataclass
+class _Prepared:
+    config: RunConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    task: AffinityTask
+    test_set: AffinityDataset
+    device: torch.device
+    ctx: DistContext
+    parent: Run | None
+
+
+def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = True) -> _Prepared:
+    """Read the data and build the model (with the ``--init`` encoder), optimizer and task.
 
     Args:
-        config: a ``finetune`` run configuration. Its grid is replaced by the data file's.
-        store: the run store.
-        reporter: progress sink (default: none).
-
-    Returns:
-        The finished run, with ``predictions_val.parquet``, ``predictions_test.parquet`` and
-        ``val/*``, ``test/*`` metrics in its status.
+        config: the requested configuration (its grid is replaced by the data file's).
+        store: for ``--init RUN``.
+        load_init: load the pre-trained encoder (False when resuming: ``last`` holds the weights).
 
     Raises:
         CheckpointMismatchError: when ``--init RUN`` differs from the request or the data in
             architecture or grid, listing every differing field.
-        DataError, RunNotFoundError, ConfigError: on bad inputs.
     """
-    reporter = reporter or NullReporter()
     train, tune = config.train, config.finetune
+    ctx, device = init_distributed(train.device)
     seed_everything(train.seed, train.deterministic)
-    device = resolve_device(train.device)
     data = read_grid_set(Path(tune.data_path))
     grid = data.grid
     parent, encoder_state = None, None
     if tune.init == "random":
         model_config = resolve_model_config(config.model)
-    else:
+    elif load_init:
         parent, model_config, encoder_state = _init_from_run(store, tune.init, config.model, grid)
         tune = dataclasses.replace(tune, init=parent.id)
+    else:  # resuming: the run's config is already resolved and `last` holds the weights
+        model_config = config.model
     data_path = str(Path(tune.data_path).resolve())
     config = dataclasses.replace(config, grid=grid, model=model_config,
                                  finetune=dataclasses.replace(tune, data_path=data_path))
@@ -132,24 +144,58 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
             parameter.requires_grad_(False)
     optimizer = torch.optim.Adam([{"params": model.encoder.parameters()}, {"params": model.head.parameters()}],
                                  lr=train.lr, weight_decay=train.weight_decay)
+    if ctx.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    splits = [AffinityDataset(Path(data_path), split, grid, train.seed, rotate=tune.rotate and split == "train",
+                              grid_set=data) for split in ("train", "val", "test")]
+    task = AffinityTask(splits[0], splits[1], config, device, frozen_encoder=tune.freeze, ctx=ctx)
+    return _Prepared(config, model, optimizer, task, splits[2], device, ctx, parent)
 
-    config_dict: dict[str, Any] = config_to_dict(config)
-    run = store.create_run(config_dict, parent_id=parent.id if parent else None)
-    train_set = AffinityDataset(Path(data_path), "train", grid, train.seed, rotate=tune.rotate, grid_set=data)
-    val_set = AffinityDataset(Path(data_path), "val", grid, train.seed, grid_set=data)
-    test_set = AffinityDataset(Path(data_path), "test", grid, train.seed, grid_set=data)
-    run.log(f"finetune on {data_path}: {len(train_set)} train, {len(val_set)} val, {len(test_set)} test; "
-            f"init {tune.init}{' (frozen encoder)' if tune.freeze else ''}")
-    reporter.message(f"{len(train_set)} train / {len(val_set)} val / {len(test_set)} test complexes; init {tune.init}"
-                     f"{' (frozen)' if tune.freeze else ''}")
-    task = AffinityTask(train_set, val_set, config, device, frozen_encoder=tune.freeze)
-    fit(model, task, optimizer, train, run, config_dict, reporter, device)
 
-    model.load_state_dict(load_checkpoint(run.checkpoint_path("best"), map_location=device)["model"])
+def finish_finetune(run: Run, prepared: _Prepared) -> None:
+    """Evaluate the best epoch on val and test, save predictions, mark the run completed."""
+    model = unwrap(prepared.model)
+    model.load_state_dict(load_checkpoint(run.checkpoint_path("best"), map_location=prepared.device)["model"])
     recorded = dict(run.status.get("metrics", {}))
-    for split, dataset in (("val", val_set), ("test", test_set)):
-        metrics, frame = evaluate_model(model, dataset, grid, device)
+    for split, dataset in (("val", prepared.task.val_set), ("test", prepared.test_set)):
+        metrics, frame = evaluate_model(model, dataset, prepared.config.grid, prepared.device)
         run.write_predictions(split, frame)
         recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
     run.update_status(status="completed", finished_at=utc_now(), metrics=recorded)
+
+
+def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = None) -> Run | None:
+    """Fine-tune on an `lba voxelize` file, then evaluate the best epoch on val and test.
+
+    Args:
+        config: a ``finetune`` run configuration. Its grid is replaced by the data file's.
+        store: the run store.
+        reporter: progress sink (default: none).
+
+    Returns:
+        The finished run (None on torch.distributed ranks other than 0), with
+        ``predictions_val.parquet``, ``predictions_test.parquet`` and ``val/*``, ``test/*``
+        metrics in its status.
+
+    Raises:
+        CheckpointMismatchError: see `prepare_finetune`.
+        DataError, RunNotFoundError, ConfigError: on bad inputs.
+    """
+    prepared = prepare_finetune(config, store)
+    ctx, task = prepared.ctx, prepared.task
+    reporter = reporter if (reporter is not None and ctx.is_main) else NullReporter()
+    config_dict: dict[str, Any] = config_to_dict(prepared.config)
+    run = store.create_run(config_dict, parent_id=prepared.parent.id if prepared.parent else None) if ctx.is_main else None
+    tune = prepared.config.finetune
+    summary = (f"{len(task.train_set)} train / {len(task.val_set)} val / {len(prepared.test_set)} test complexes; "
+               f"init {tune.init}{' (frozen encoder)' if tune.freeze else ''}")
+    if run is not None:
+        run.update_status(world_size=ctx.world_size)
+        run.log(f"finetune on {tune.data_path}: {summary}")
+    reporter.message(summary)
+    fit(prepared.model, task, prepared.optimizer, prepared.config.train, run, config_dict, reporter, prepared.device,
+        ctx=ctx)
+    if run is not None:
+        finish_finetune(run, prepared)
+    shutdown_distributed(ctx)
     return run

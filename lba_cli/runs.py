@@ -66,6 +66,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX runs_name ON runs(name);
         CREATE INDEX runs_kind ON runs(kind);
     """),
+    ("m002_add_tags", """
+        CREATE TABLE run_tags (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (run_id, tag)
+        );
+        CREATE INDEX run_tags_tag ON run_tags(tag);
+    """),
+    ("m003_add_process", """
+        ALTER TABLE runs ADD COLUMN host TEXT;
+        ALTER TABLE runs ADD COLUMN pid INTEGER
+    """),
 ]
 
 
@@ -185,13 +197,27 @@ class Run:
 
 
 def _effective_status(status: dict[str, Any]) -> str:
+    """``running`` becomes ``crashed`` when the training process is gone: on this host, its pid
+    no longer exists; anywhere, its heartbeat is older than `STALE_AFTER_S`."""
     if status.get("status") != "running":
         return status.get("status", "unknown")
+    if status.get("host") == socket.gethostname() and status.get("pid") and not _pid_alive(int(status["pid"])):
+        return "crashed"
     beat = status.get("heartbeat_at") or status.get("started_at")
     if beat is None:
         return "running"
     age = (datetime.now(timezone.utc) - datetime.fromisoformat(beat)).total_seconds()
     return "crashed" if age > STALE_AFTER_S else "running"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 class RunStore:
@@ -225,18 +251,22 @@ class RunStore:
             run.id, config["kind"], config.get("name"), status.get("status", "unknown"), status["created_at"],
             status.get("started_at"), status.get("finished_at"), status.get("heartbeat_at"), status.get("parent_id"),
             json.dumps(config, sort_keys=True), status.get("best_epoch"),
-            json.dumps(status.get("metrics", {}), sort_keys=True),
+            json.dumps(status.get("metrics", {}), sort_keys=True), status.get("host"), status.get("pid"),
         )
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (id, kind, name, status, created_at, started_at, finished_at, heartbeat_at, "
-                "parent_id, config_json, best_epoch, metrics_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "parent_id, config_json, best_epoch, metrics_json, host, pid) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name, status=excluded.status, "
                 "created_at=excluded.created_at, started_at=excluded.started_at, finished_at=excluded.finished_at, "
                 "heartbeat_at=excluded.heartbeat_at, parent_id=excluded.parent_id, config_json=excluded.config_json, "
-                "best_epoch=excluded.best_epoch, metrics_json=excluded.metrics_json",
+                "best_epoch=excluded.best_epoch, metrics_json=excluded.metrics_json, host=excluded.host, pid=excluded.pid",
                 row,
             )
+            db.execute("DELETE FROM run_tags WHERE run_id = ?", (run.id,))
+            db.executemany("INSERT INTO run_tags (run_id, tag) VALUES (?, ?)",
+                           [(run.id, str(tag)) for tag in sorted(set(status.get("tags", [])))])
 
     # ------------------------------------------------------------------- runs
     def create_run(self, config: dict[str, Any], parent_id: str | None = None) -> Run:
@@ -303,10 +333,16 @@ class RunStore:
         raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs; give more of the id:\n  {listed}")
 
     def remove(self, run: Run) -> None:
-        """Delete a run directory and its index row."""
+        """Delete a run directory and its index row (and tags)."""
         shutil.rmtree(run.path)
         with self._connect() as db:
             db.execute("DELETE FROM runs WHERE id = ?", (run.id,))
+
+    def tag(self, run: Run, add: list[str] = (), remove: list[str] = ()) -> list[str]:
+        """Add and remove tags of a run; returns its tags, sorted."""
+        tags = sorted((set(run.status.get("tags", [])) | set(add)) - set(remove))
+        run.update_status(tags=tags)
+        return tags
 
     def reindex(self) -> int:
         """Rebuild the index from the run directories; returns the number of runs indexed."""
@@ -322,9 +358,12 @@ class RunStore:
         with self._connect() as db:
             db.row_factory = sqlite3.Row
             rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
+            tags: dict[str, list[str]] = {}
+            for run_id, tag in db.execute("SELECT run_id, tag FROM run_tags ORDER BY tag"):
+                tags.setdefault(run_id, []).append(tag)
         for row in rows:
-            row["status"] = _effective_status({"status": row["status"], "heartbeat_at": row["heartbeat_at"],
-                                               "started_at": row["started_at"]})
+            row["status"] = _effective_status(row)
+            row["tags"] = tags.get(row["id"], [])
         return rows
 
 

@@ -5,13 +5,24 @@ the epoch's metrics in the run, write the ``last`` checkpoint, and the ``best`` 
 validation loss improved (SPEC §8.1), then stop early if patience runs out. What differs
 between pre-training and fine-tuning lives in a `Task`. The loop never prints: it reports
 through a `Reporter`.
+
+Stopping and resuming. SIGINT (Ctrl-C) or SIGTERM asks the loop to stop after the current
+step: it writes ``last`` with the position inside the epoch, marks the run ``interrupted``
+and raises KeyboardInterrupt; a second signal stops at once. `fit` resumes from such a
+checkpoint (or from any epoch's ``last``) exactly where it stopped: same weights, optimizer
+state, random-generator state, metric history and, mid-epoch, the same remaining batches.
+A process killed outright (SIGKILL) leaves ``last`` at its latest epoch and the run reads as
+``crashed`` (see `lba_cli.runs`).
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +31,7 @@ from torch import nn
 
 from lba_cli.checkpoints import save_checkpoint
 from lba_cli.config import TrainConfig
+from lba_cli.distributed import DistContext, all_reduce_sums, broadcast_object, unwrap
 from lba_cli.runs import Run, utc_now
 
 __all__ = ["Reporter", "NullReporter", "Task", "FitResult", "fit", "HEARTBEAT_EVERY_S"]
@@ -46,7 +58,7 @@ class Reporter(Protocol):
 
 
 class NullReporter:
-    """A reporter that shows nothing (headless use, tests)."""
+    """A reporter that shows nothing (headless use, tests, ranks other than 0)."""
 
     def start(self, **_: Any) -> None:
         pass
@@ -67,15 +79,17 @@ class NullReporter:
 class Task(Protocol):
     """What `fit` needs from pre-training or fine-tuning.
 
-    ``train_step`` returns the mean loss of the batch (a scalar tensor with gradient), the
-    number of examples, and extra per-batch statistics (name -> (sum, count)) averaged over
-    the epoch as ``train/<name>``. ``validate`` returns whole-split metrics named
-    ``val/<metric>``, including ``val/loss``.
+    ``train_batches(epoch, skip_batches)`` yields the epoch's batches for this process,
+    leaving out the first ``skip_batches``. ``train_step`` returns the mean loss of the batch
+    (a scalar tensor with gradient), the number of examples, and extra statistics
+    (name -> (sum, count)) averaged over the epoch as ``train/<name>``. ``validate`` gets the
+    bare model (no DDP wrapper) and returns whole-split metrics named ``val/<metric>``,
+    including ``val/loss``.
     """
 
     def steps_per_epoch(self) -> int: ...
 
-    def train_batches(self, epoch: int) -> Iterable[Any]: ...
+    def train_batches(self, epoch: int, skip_batches: int) -> Iterable[Any]: ...
 
     def prepare_train(self, model: nn.Module) -> None: ...
 
@@ -99,119 +113,178 @@ class FitResult:
     stopped_early: bool = False
 
 
+class _StopRequest:
+    """Set by SIGINT/SIGTERM; the loop stops at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@contextmanager
+def _graceful_stop() -> Iterator[_StopRequest]:
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if request.requested:  # the second signal: stop now
+            raise KeyboardInterrupt
+        request.requested = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def fit(
     model: nn.Module,
     task: Task,
     optimizer: torch.optim.Optimizer,
     train: TrainConfig,
-    run: Run,
+    run: Run | None,
     config: dict[str, Any],
     reporter: Reporter,
     device: torch.device,
     *,
     monitor: str = "val/loss",
-    start_epoch: int = 0,
-    history: list[dict[str, float]] | None = None,
-    best: dict[str, Any] | None = None,
-    step: int = 0,
+    resume: dict[str, Any] | None = None,
+    ctx: DistContext = DistContext(),
 ) -> FitResult:
     """Train ``model`` on ``task`` and keep the run's metrics and checkpoints up to date.
 
     Args:
-        model: on ``device`` already.
+        model: on ``device`` already (wrapped in DistributedDataParallel when ``ctx.enabled``).
         task: batches, losses and validation.
         optimizer: built once over every parameter group (SPEC §8.9).
         train: epochs, patience.
-        run: where metrics, checkpoints and status go.
+        run: where metrics, checkpoints and status go (None on ranks other than 0).
         config: the run's resolved configuration, stored in every checkpoint.
         reporter: progress sink.
         device: the training device.
         monitor: the validation metric that picks ``best`` (lower is better).
-        start_epoch, history, best, step: the state to resume from (``start_epoch`` = epochs
-            already completed).
-
-    Epochs are numbered from 1 in the metrics, the checkpoints and the reports.
+        resume: a ``last`` checkpoint payload to continue from (model and optimizer state
+            already loaded by the caller).
+        ctx: this process's place under torch.distributed.
 
     Returns:
-        The `FitResult`. On KeyboardInterrupt the run is marked ``interrupted`` (the last
-        complete epoch stays in ``last``); on any other error ``failed``; both re-raise.
-    """
-    history = list(history or [])
-    result = FitResult(history=history, best=best)
-    started = time.monotonic() - (history[-1]["elapsed_s"] if history else 0.0)
-    run.update_status(status="running", started_at=run.status.get("started_at") or utc_now(), heartbeat_at=utc_now())
-    reporter.start(run_id=run.id, kind=config["kind"], num_epochs=train.num_epochs, start_epoch=start_epoch,
-                   steps_per_epoch=task.steps_per_epoch(), device=device)
-    epochs_without_gain = _epochs_since_best(history, best)
-    last_beat = time.monotonic()
-    try:
-        for epoch in range(start_epoch, train.num_epochs):
-            model.train()
-            task.prepare_train(model)
-            loss_sum, count, extras = 0.0, 0, {}
-            for batch_step, batch in enumerate(task.train_batches(epoch)):
-                loss, num, extra = task.train_step(model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                value = float(loss.detach())
-                loss_sum += value * num
-                count += num
-                for name, (total, n) in extra.items():
-                    s, c = extras.get(name, (0.0, 0))
-                    extras[name] = (s + total, c + n)
-                reporter.step(epoch=epoch + 1, step=batch_step, loss=value, num_samples=num)
-                if time.monotonic() - last_beat > HEARTBEAT_EVERY_S:
-                    run.heartbeat()
-                    last_beat = time.monotonic()
-            if count == 0:
-                raise RuntimeError("the training split produced no batches")
-            number = epoch + 1  # epochs are numbered from 1 in metrics, checkpoints and messages
-            metrics = {"epoch": number, "step": step, "elapsed_s": time.monotonic() - started,
-                       "train/loss": loss_sum / count}
-            metrics.update({f"train/{name}": s / max(c, 1) for name, (s, c) in extras.items()})
-            metrics.update(task.validate(model))
-            history.append(metrics)
-            run.write_metrics(history)
+        The `FitResult`. Epochs are numbered from 1 in the metrics, checkpoints and reports.
 
-            value = metrics[monitor]
-            improved = math.isfinite(value) and (result.best is None or value < result.best["value"])
-            if improved:
-                result.best = {"epoch": number, "metric": monitor, "value": value}
-                epochs_without_gain = 0
-            else:
-                epochs_without_gain += 1
-            payload = {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "epoch": number, "step": step, "best": result.best, "history": history,
-                       "rng": torch.get_rng_state()}
-            save_checkpoint(run.checkpoint_path("last"), payload)
-            if improved:
-                save_checkpoint(run.checkpoint_path("best"), payload)
-            best_metrics = next(h for h in history if h["epoch"] == result.best["epoch"]) if result.best else metrics
-            run.update_status(heartbeat_at=utc_now(), epochs_done=number, best_epoch=(result.best or {}).get("epoch"),
-                              metrics={k: v for k, v in best_metrics.items() if "/" in k})
-            last_beat = time.monotonic()
-            reporter.epoch_end(epoch=number, metrics=metrics, best=result.best)
-            if train.patience is not None and epochs_without_gain >= train.patience:
-                result.stopped_early = True
-                reporter.message(f"early stop: no better {monitor} for {train.patience} epochs")
-                break
+    Raises:
+        KeyboardInterrupt: after SIGINT/SIGTERM, once ``last`` is written and the run is
+            marked ``interrupted``. Any other error marks the run ``failed`` and re-raises.
+    """
+    resume = resume or {}
+    history: list[dict[str, float]] = list(resume.get("history", []))
+    result = FitResult(history=history, best=resume.get("best"))
+    step = int(resume.get("step", 0))
+    start_epoch = int(resume.get("epoch", 0))  # completed epochs
+    partial = resume.get("partial")  # position inside an interrupted epoch
+    if "rng" in resume:
+        torch.set_rng_state(resume["rng"])
+    started = time.monotonic() - (history[-1]["elapsed_s"] if history else 0.0)
+    bare = unwrap(model)
+    if run is not None:
+        run.update_status(status="running", started_at=run.status.get("started_at") or utc_now(),
+                          heartbeat_at=utc_now(), finished_at=None)
+    reporter.start(run_id=run.id if run else "", kind=config["kind"], num_epochs=train.num_epochs,
+                   start_epoch=start_epoch, steps_per_epoch=task.steps_per_epoch(), device=device)
+    epochs_without_gain = int(history[-1]["epoch"] - result.best["epoch"]) if history and result.best else 0
+    last_beat = time.monotonic()
+
+    def payload(epoch_done: int, position: dict[str, Any] | None) -> dict[str, Any]:
+        return {"config": config, "model": bare.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": epoch_done, "step": step, "best": result.best, "history": history,
+                "rng": torch.get_rng_state(), "partial": position}
+
+    try:
+        with _graceful_stop() as stop:
+            for epoch in range(start_epoch, train.num_epochs):
+                number = epoch + 1
+                model.train()
+                task.prepare_train(bare)
+                skip = partial["next_batch"] if partial else 0
+                loss_sum, count = (partial["loss_sum"], partial["count"]) if partial else (0.0, 0)
+                extras: dict[str, tuple[float, int]] = {k: tuple(v) for k, v in (partial or {}).get("extras", {}).items()}
+                partial = None
+                for batch_step, batch in enumerate(task.train_batches(epoch, skip), start=skip):
+                    loss, num, extra = task.train_step(model, batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    value = float(loss.detach())
+                    loss_sum += value * num
+                    count += num
+                    for name, (total, n) in extra.items():
+                        s, c = extras.get(name, (0.0, 0))
+                        extras[name] = (s + total, c + n)
+                    reporter.step(epoch=number, step=batch_step, loss=value, num_samples=num)
+                    if _agree_to_stop(stop.requested, ctx):
+                        position = {"next_batch": batch_step + 1, "loss_sum": loss_sum, "count": count,
+                                    "extras": {k: list(v) for k, v in extras.items()}}
+                        if run is not None:
+                            save_checkpoint(run.checkpoint_path("last"), payload(epoch, position))
+                        raise KeyboardInterrupt
+                    if run is not None and time.monotonic() - last_beat > HEARTBEAT_EVERY_S:
+                        run.heartbeat()
+                        last_beat = time.monotonic()
+
+                totals = all_reduce_sums([loss_sum, count] + [x for v in extras.values() for x in v], ctx)
+                if totals[1] == 0:
+                    raise RuntimeError("the training split produced no batches")
+                metrics = {"epoch": number, "step": step, "elapsed_s": time.monotonic() - started,
+                           "train/loss": totals[0] / totals[1]}
+                for i, name in enumerate(extras):
+                    metrics[f"train/{name}"] = totals[2 + 2 * i] / max(totals[3 + 2 * i], 1)
+                metrics.update(broadcast_object(task.validate(bare) if ctx.is_main else None, ctx))
+                history.append(metrics)
+
+                value = metrics[monitor]
+                improved = math.isfinite(value) and (result.best is None or value < result.best["value"])
+                if improved:
+                    result.best = {"epoch": number, "metric": monitor, "value": value}
+                    epochs_without_gain = 0
+                else:
+                    epochs_without_gain += 1
+                if run is not None:
+                    run.write_metrics(history)
+                    save_checkpoint(run.checkpoint_path("last"), payload(number, None))
+                    if improved:
+                        save_checkpoint(run.checkpoint_path("best"), payload(number, None))
+                    best_row = next(h for h in history if h["epoch"] == result.best["epoch"]) if result.best else metrics
+                    run.update_status(heartbeat_at=utc_now(), epochs_done=number,
+                                      best_epoch=(result.best or {}).get("epoch"),
+                                      metrics={k: v for k, v in best_row.items() if "/" in k})
+                    last_beat = time.monotonic()
+                reporter.epoch_end(epoch=number, metrics=metrics, best=result.best)
+                if train.patience is not None and epochs_without_gain >= train.patience:
+                    result.stopped_early = True
+                    reporter.message(f"early stop: no better {monitor} for {train.patience} epochs")
+                    break
     except KeyboardInterrupt:
-        run.update_status(status="interrupted", finished_at=utc_now())
-        run.log("interrupted by the user; `last` holds the last complete epoch")
+        if run is not None:
+            run.update_status(status="interrupted", finished_at=utc_now())
+            run.log(f"interrupted at step {step}; resume with --resume {run.id}")
+            reporter.message(f"interrupted at step {step}: `last` saved; continue with "
+                             f"`lba {config['kind']} --resume {run.id}`")
         reporter.finish()
         raise
     except BaseException as error:
-        run.update_status(status="failed", finished_at=utc_now(), error=repr(error))
-        run.log(f"failed: {error!r}")
+        if run is not None:
+            run.update_status(status="failed", finished_at=utc_now(), error=repr(error))
+            run.log(f"failed: {error!r}")
         reporter.finish()
         raise
     reporter.finish()
     return result
 
 
-def _epochs_since_best(history: list[dict[str, float]], best: dict[str, Any] | None) -> int:
-    if not history or best is None:
-        return 0
-    return int(history[-1]["epoch"] - best["epoch"])
+def _agree_to_stop(requested: bool, ctx: DistContext) -> bool:
+    """Stop only when every rank stops at the same step: any rank's request counts for all."""
+    if not ctx.enabled:
+        return requested
+    return all_reduce_sums([1.0 if requested else 0.0], ctx)[0] > 0

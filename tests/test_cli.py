@@ -13,7 +13,7 @@ from lba_cli.cli import app
 runner = CliRunner()
 
 COMMANDS = [["voxelize"], ["pretrain"], ["finetune"], ["evaluate"], ["plot"], ["compare"], ["runs", "list"],
-            ["runs", "show"], ["runs", "rm"], ["runs", "reindex"]]
+            ["runs", "show"], ["runs", "rm"], ["runs", "tag"], ["runs", "reindex"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
@@ -117,3 +117,81 @@ def test_finetune_init_mismatch_lists_the_differing_fields(tmp_path, tiny_h5, bm
     result = invoke("finetune", tiny_h5, "--init", "pre", "--arch", "resnet")
     assert result.exit_code == 1
     assert "arch: requested 'resnet', checkpoint has 'cnn'" in result.output
+
+
+def test_config_file_precedence_and_print_config(tmp_path, tiny_h5, monkeypatch):
+    """Defaults < --config TOML < command-line options; --print-config round-trips."""
+    import tomllib
+
+    monkeypatch.chdir(tmp_path)
+    result = invoke("finetune", tiny_h5, "--epochs", "7", "--lr", "0.01", "--print-config")
+    assert result.exit_code == 0, result.output
+    printed = tomllib.loads(result.stdout)
+    assert printed["train"]["num_epochs"] == 7 and printed["train"]["batch_size"] == 16  # CLI, default
+    (tmp_path / "run.toml").write_text(result.stdout)
+    result = invoke("finetune", "--config", tmp_path / "run.toml", "--lr", "0.002", "--print-config")
+    again = tomllib.loads(result.stdout)
+    assert again["train"]["num_epochs"] == 7  # from the file
+    assert again["train"]["lr"] == 0.002  # the command line wins over the file
+    (tmp_path / "bad.toml").write_text("[train]\nepochs = 3\n")
+    result = invoke("finetune", tiny_h5, "--config", tmp_path / "bad.toml")
+    assert result.exit_code == 1 and "unknown TrainConfig field(s): epochs" in result.output
+
+
+def test_json_output_is_strict_json(tmp_path, tiny_h5, monkeypatch):
+    """One validation complex gives NaN correlations; JSON on stdout must still parse strictly."""
+    monkeypatch.chdir(tmp_path)
+    assert invoke("finetune", tiny_h5, "--epochs", "1", "--name", "one").exit_code == 0
+    result = invoke("compare", "one", "--format", "json")
+    rows = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert rows[0]["val/pearson"] is None
+
+
+def test_tags_and_list_filters(tmp_path, tiny_h5, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        assert invoke("finetune", tiny_h5, "--epochs", "1", "--name", name).exit_code == 0
+    assert invoke("runs", "tag", "a", "baseline", "paper").stdout.split() == ["baseline", "paper"]
+    assert invoke("runs", "tag", "a", "--", "-paper").stdout.split() == ["baseline"]
+    listed = json.loads(invoke("runs", "list", "--tag", "baseline", "--format", "json").stdout)
+    assert [r["name"] for r in listed] == ["a"]
+    assert json.loads(invoke("runs", "list", "--status", "completed", "--format", "json").stdout).__len__() == 2
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_plot_files_are_real_images(tmp_path, tiny_h5, monkeypatch, suffix):
+    monkeypatch.chdir(tmp_path)
+    assert invoke("finetune", tiny_h5, "--epochs", "2", "--name", "r").exit_code == 0
+    path = tmp_path / f"curves{suffix}"
+    result = invoke("plot", "r", "-o", path, "--metric", "val/*", "--width-in", "6", "--height-in", "4")
+    assert result.exit_code == 0, result.output
+    data = path.read_bytes()
+    if suffix == ".png":
+        import matplotlib.image
+
+        image = matplotlib.image.imread(path)
+        assert image.shape[:2] == (4 * 150, 6 * 150)  # inches x dpi
+        assert image[..., :3].std() > 0.05  # not blank
+    elif suffix == ".svg":
+        assert data.lstrip().startswith(b"<?xml") and b"<path" in data and b"val/rmse" in data
+    else:
+        assert data.startswith(b"%PDF") and len(data) > 5_000
+
+
+def test_two_process_training_with_torchrun(tmp_path, tiny_h5):
+    """torchrun --nproc-per-node 2 on the CPU (gloo): one run, written by rank 0 alone."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LBA_RUNS_DIR": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                             "--master-port", "29533", "-m", "lba_cli", "finetune", str(tiny_h5), "--epochs", "2",
+                             "--batch-size", "2", "--device", "cpu", "--quiet"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    status = json.loads((runs[0] / "status.json").read_text())
+    assert status["status"] == "completed" and status["world_size"] == 2 and status["epochs_done"] == 2
+    assert (runs[0] / "checkpoints" / "best.pt").is_file() and (runs[0] / "predictions_test.parquet").is_file()

@@ -14,7 +14,7 @@ from lba_cli.errors import RunNotFoundError
 from lba_cli.runs import INDEX_NAME, MIGRATIONS, RunStore
 
 EXPECTED_COLUMNS = ["id", "kind", "name", "status", "created_at", "started_at", "finished_at", "heartbeat_at",
-                    "parent_id", "config_json", "best_epoch", "metrics_json"]
+                    "parent_id", "config_json", "best_epoch", "metrics_json", "host", "pid"]
 
 
 def _config(kind="finetune", **extra):

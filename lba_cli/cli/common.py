@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from lba_cli.errors import LbaError
 
-__all__ = ["stdout", "stderr", "friendly_errors", "RunsDir", "Device", "Seed", "Name", "Quiet", "OutputFormat",
+__all__ = ["stdout", "stderr", "friendly_errors", "dump_json", "RunsDir", "Device", "Seed", "Name", "Quiet", "OutputFormat",
            "render_frame", "store_from"]
 
 _TABLE_WIDTH_WHEN_PIPED = 240
@@ -76,10 +77,26 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities have no JSON form: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def dump_json(value: Any) -> str:
+    """Strict JSON (no NaN) for stdout."""
+    return json.dumps(_json_safe(value), indent=2, default=str, allow_nan=False)
+
+
 def render_frame(frame: Any, fmt: OutputFormat, title: str | None = None) -> None:
     """Print a polars frame to stdout as a Rich table, JSON records or CSV."""
     if fmt is OutputFormat.json:
-        sys.stdout.write(json.dumps(frame.to_dicts(), indent=2, default=str) + "\n")
+        sys.stdout.write(dump_json(frame.to_dicts()) + "\n")
     elif fmt is OutputFormat.csv:
         sys.stdout.write(frame.write_csv())
     else:

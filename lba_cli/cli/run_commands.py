@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
 
-from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+from lba_cli.cli.common import OutputFormat, RunsDir, dump_json, friendly_errors, render_frame, stderr, stdout, store_from
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect, remove and re-index runs.")
 
@@ -17,6 +18,8 @@ runs_app = typer.Typer(no_args_is_help=True, help="List, inspect, remove and re-
 def list_runs(
     kind: Annotated[Optional[str], typer.Option("--kind", help="Only pretrain or finetune runs.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Only runs whose name contains this.")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only runs with this tag (repeat: all of them).")] = None,
+    status: Annotated[Optional[str], typer.Option("--status", help="Only runs with this status (running, completed, interrupted, failed, crashed).")] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     runs_dir: RunsDir = None,
 ) -> None:
@@ -30,9 +33,12 @@ def list_runs(
     for row in store_from(runs_dir).index_rows():
         if (kind and row["kind"] != kind) or (name and name not in (row["name"] or "")):
             continue
+        if (tag and not set(tag) <= set(row["tags"])) or (status and row["status"] != status):
+            continue
         metrics = json.loads(row["metrics_json"])
         rows.append({"id": row["id"], "kind": row["kind"], "name": row["name"] or "", "status": row["status"],
                      "created_at": row["created_at"], "best_epoch": row["best_epoch"], "parent": row["parent_id"] or "",
+                     "tags": " ".join(row["tags"]),
                      "val/loss": metrics.get("val/loss"), "test/rmse": metrics.get("test/rmse")})
     render_frame(pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"id": []}), fmt, title="runs")
 
@@ -57,7 +63,7 @@ def show(
 
         stdout.print(Pretty(info))
     else:
-        stdout.print_json(json.dumps(info, default=str))
+        sys.stdout.write(dump_json(info) + "\n")
 
 
 @runs_app.command("rm")
@@ -78,6 +84,24 @@ def remove(
     for run in found:
         store.remove(run)
         stderr.print(f"removed {run.id}", highlight=False)
+
+
+@runs_app.command("tag")
+@friendly_errors
+def tag(
+    run: Annotated[str, typer.Argument(help="Run id, prefix, name or directory.")],
+    tags: Annotated[list[str], typer.Argument(help="Tags to add; prefix with - to remove (e.g. -draft).")],
+    runs_dir: RunsDir = None,
+) -> None:
+    """Add or remove tags of a run.
+
+    Example: [bold]lba runs tag 20261130-101500-ab12 baseline paper -- -draft[/]
+    """
+    store = store_from(runs_dir)
+    found = store.resolve(run)
+    result = store.tag(found, add=[t for t in tags if not t.startswith("-")],
+                       remove=[t[1:] for t in tags if t.startswith("-")])
+    stdout.print(" ".join(result), highlight=False)
 
 
 @runs_app.command("reindex")

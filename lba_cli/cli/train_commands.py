@@ -17,22 +17,18 @@ BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Examples
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate [default: 1e-3].", rich_help_panel="Optimization", show_default=False)]
 Patience = Annotated[Optional[int], typer.Option("--patience", help="Stop after this many epochs without a better val loss.", rich_help_panel="Optimization", show_default=False)]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Data-loading worker processes [default: 0].", rich_help_panel="System", show_default=False)]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings (command-line options override it; see --print-config).", exists=True, dir_okay=False, rich_help_panel="System", show_default=False)]
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as TOML and exit.", rich_help_panel="System")]
+Resume = Annotated[Optional[str], typer.Option("--resume", help="Continue a stopped run (id, prefix, name or directory) from its last checkpoint; other options are ignored.", rich_help_panel="System", show_default=False)]
 
 
-def _train_config(defaults: Any, **options: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(defaults, **{k: v for k, v in options.items() if v is not None})
-
-
-def _model_config(arch: str | None, widths: list[int] | None, dropout: float | None) -> Any:
-    from lba_cli.config import ModelConfig
-
-    options = {"arch": arch, "widths": tuple(widths) if widths else None, "dropout": dropout}
-    return ModelConfig(**{k: v for k, v in options.items() if v is not None})
+def _model_options(arch: str | None, widths: list[int] | None, dropout: float | None) -> dict[str, Any]:
+    return {"arch": arch, "widths": list(widths) if widths else None, "dropout": dropout}
 
 
 def _summary(run: Any) -> None:
+    if run is None:  # a torch.distributed rank other than 0: rank 0 reports
+        return
     status = run.status
     metrics = status.get("metrics", {})
     shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))
@@ -44,7 +40,7 @@ def _summary(run: Any) -> None:
 
 @friendly_errors
 def pretrain(
-    structures: Annotated[list[Path], typer.Option("--structures", help="Structure files or folders (PDB, mmCIF, PDBQT, .gz) or lba voxelize .h5; repeat for more.", rich_help_panel="Data", show_default=False)],
+    structures: Annotated[Optional[list[Path]], typer.Option("--structures", help="Structure files or folders (PDB, mmCIF, PDBQT, .gz) or lba voxelize .h5; repeat for more.", rich_help_panel="Data", show_default=False)] = None,
     pad: Annotated[Optional[tuple[float, float]], typer.Option("--pad", help="Minimum and maximum padding between the views, Å [default: 1 2].", rich_help_panel="Task", show_default=False)] = None,
     angle: Annotated[Optional[float], typer.Option("--angle", help="Maximum turn of the neighbour view, degrees [default: 20].", rich_help_panel="Task", show_default=False)] = None,
     epoch_size: Annotated[Optional[int], typer.Option("--epoch-size", help="Training view pairs per epoch [default: 2048].", rich_help_panel="Task", show_default=False)] = None,
@@ -65,38 +61,50 @@ def pretrain(
     workers: Workers = None,
     name: Name = None,
     runs_dir: RunsDir = None,
+    resume: Resume = None,
+    config_file: ConfigFile = None,
+    print_config: PrintConfig = False,
     quiet: Quiet = False,
 ) -> None:
     """Pre-train an encoder on protein structures with the neighbor-location task.
 
     Example: [bold]lba pretrain --structures ../shared/data/proteins_bm5 --pad 1 2 --angle 20 --epochs 5[/]
     """
-    from lba_cli.config import PRETRAIN_TRAIN_DEFAULTS, GridConfig, NeighborConfig, RunConfig
     from lba_cli.pretrain import pretrain as run_pretrain
     from lba_cli.pretrain import read_exclude_ids
     from lba_cli.progress import ProgressReporter
+    from lba_cli.resume import resume_run
 
-    task = {"pad_min_A": pad[0] if pad else None, "pad_max_A": pad[1] if pad else None, "angle_deg": angle,
-            "epoch_size": epoch_size, "val_size": val_size, "curriculum_epochs": curriculum}
-    grid = {"box_size_voxels": box_size, "resolution_A": resolution}
-    config = RunConfig(
-        kind="pretrain",
-        grid=GridConfig(**{k: v for k, v in grid.items() if v is not None}),
-        model=_model_config(arch, width, dropout),
-        train=_train_config(PRETRAIN_TRAIN_DEFAULTS, num_epochs=epochs, batch_size=batch_size, lr=lr,
-                            patience=patience, seed=seed, device=device, num_workers=workers),
-        neighbor=NeighborConfig(**{k: v for k, v in task.items() if v is not None}),
-        structures=tuple(str(p) for p in structures),
-        exclude_ids=tuple(sorted(read_exclude_ids(exclude_ids))) if exclude_ids else (),
-        name=name,
-    )
+    if resume:
+        _summary(resume_run(store_from(runs_dir), resume, ProgressReporter(stderr, quiet=quiet), kind="pretrain"))
+        return
+
+    from lba_cli.config import build_run_config, config_to_toml
+
+    if not structures and config_file is None:
+        raise typer.BadParameter("give --structures DIR_OR_FILE (repeat for more), or --resume RUN",
+                                 param_hint="--structures")
+    config = build_run_config("pretrain", config_file, {
+        "neighbor": {"pad_min_A": pad[0] if pad else None, "pad_max_A": pad[1] if pad else None, "angle_deg": angle,
+                     "epoch_size": epoch_size, "val_size": val_size, "curriculum_epochs": curriculum},
+        "grid": {"box_size_voxels": box_size, "resolution_A": resolution},
+        "model": _model_options(arch, width, dropout),
+        "train": {"num_epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "seed": seed,
+                  "device": device, "num_workers": workers},
+        "structures": [str(p) for p in structures] if structures else None,
+        "exclude_ids": sorted(read_exclude_ids(exclude_ids)) if exclude_ids else None,
+        "name": name,
+    })
+    if print_config:
+        stdout.print(config_to_toml(config), end="", highlight=False, markup=False)
+        return
     _summary(run_pretrain(config, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet)))
 
 
 @friendly_errors
 def finetune(
-    data: Annotated[Path, typer.Argument(help="HDF5 file from lba voxelize.", exists=True, dir_okay=False, show_default=False)],
-    init: Annotated[str, typer.Option("--init", help="random, or a pre-training run (id, prefix, name or directory).", rich_help_panel="Model")] = "random",
+    data: Annotated[Optional[Path], typer.Argument(help="HDF5 file from lba voxelize (not needed with --resume).", exists=True, dir_okay=False, show_default=False)] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="random, or a pre-training run (id, prefix, name or directory) [default: random].", rich_help_panel="Model", show_default=False)] = None,
     freeze: Annotated[bool, typer.Option("--freeze", help="Train the head only (encoder BatchNorm in eval mode).", rich_help_panel="Model")] = False,
     arch: Arch = None,
     width: Widths = None,
@@ -111,22 +119,36 @@ def finetune(
     workers: Workers = None,
     name: Name = None,
     runs_dir: RunsDir = None,
+    resume: Resume = None,
+    config_file: ConfigFile = None,
+    print_config: PrintConfig = False,
     quiet: Quiet = False,
 ) -> None:
     """Fine-tune on pK regression from random init or a pre-trained encoder; evaluates val and test.
 
     Example: [bold]lba finetune demo.h5 --init 20261130-101500-ab12 --epochs 20[/]
     """
-    from lba_cli.config import FINETUNE_TRAIN_DEFAULTS, FinetuneConfig, RunConfig
     from lba_cli.finetune import finetune as run_finetune
     from lba_cli.progress import ProgressReporter
+    from lba_cli.resume import resume_run
 
-    config = RunConfig(
-        kind="finetune",
-        model=_model_config(arch, width, dropout),
-        train=_train_config(FINETUNE_TRAIN_DEFAULTS, num_epochs=epochs, batch_size=batch_size, lr=lr,
-                            patience=patience, seed=seed, device=device, num_workers=workers),
-        finetune=FinetuneConfig(data_path=str(data), init=init, freeze=freeze, rotate=not no_rotate),
-        name=name,
-    )
+    if resume:
+        _summary(resume_run(store_from(runs_dir), resume, ProgressReporter(stderr, quiet=quiet), kind="finetune"))
+        return
+
+    from lba_cli.config import build_run_config, config_to_toml
+
+    if data is None and config_file is None:
+        raise typer.BadParameter("give the DATA.h5 written by lba voxelize, or --resume RUN", param_hint="DATA")
+    config = build_run_config("finetune", config_file, {
+        "model": _model_options(arch, width, dropout),
+        "train": {"num_epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "seed": seed,
+                  "device": device, "num_workers": workers},
+        "finetune": {"data_path": str(data) if data else None, "init": init, "freeze": freeze or None,
+                     "rotate": False if no_rotate else None},
+        "name": name,
+    })
+    if print_config:
+        stdout.print(config_to_toml(config), end="", highlight=False, markup=False)
+        return
     _summary(run_finetune(config, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet)))
