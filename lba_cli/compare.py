@@ -183,7 +183,7 @@ def _group(table: pl.DataFrame, keys: list[str], metrics: list[str]) -> pl.DataF
     for _, group in table.group_by(keys, maintain_order=True):
         row = {k: group[k][0] for k in keys}
         row["runs"] = group.height
-        row["seeds"] = " ".join(str(s) for s in group["train.seed"].to_list()) if "train.seed" in group.columns else ""
+        row["seeds"] = " ".join(str(s) for s in sorted(group["train.seed"].to_list())) if "train.seed" in group.columns else ""
         for m in metrics:
             values = [v for v in group[m].to_list() if v is not None and not (isinstance(v, float) and math.isnan(v))]
             if values:

@@ -89,6 +89,7 @@ class ProgressReporter:
             TextColumn("{task.fields[summary]}"),
             console=self.console,
             transient=False,
+            get_time=self.clock,
         )
         self._progress.start()
         self._task = self._progress.add_task("train", total=steps_per_epoch, epoch=start_epoch + 1,
@@ -114,7 +115,9 @@ class ProgressReporter:
         line = f"epoch {epoch}/{self._num_epochs}  {format_metrics(metrics)}  {best_text}  {metrics['elapsed_s']:.0f} s"
         if self._progress is not None:
             self._progress.console.print(line, highlight=False, soft_wrap=True)
-            self._progress.reset(self._task, total=self._steps, epoch=min(epoch + 1, self._num_epochs))
+            if epoch < self._num_epochs:  # the last epoch's bar stays full
+                self._progress.reset(self._task, total=self._steps, epoch=epoch + 1, num_epochs=self._num_epochs,
+                                     rate="", loss="-", summary=self._summary)
         elif not self.quiet:
             self.console.print(line, highlight=False, soft_wrap=True)
 

@@ -12,8 +12,9 @@ Layout of a runs directory (``./runs``, ``--runs-dir`` or ``LBA_RUNS_DIR``):
 
 Invariants. The directories are the truth: the index holds nothing that cannot be rebuilt
 from them. Every file is written to a temporary name and renamed, so a reader never sees a
-half-written file. Run ids (``YYYYMMDD-HHMMSS-xxxx``, UTC) sort by creation time and carry a
-random suffix, so two processes never collide. Only the process that created a run writes
+half-written file. Run ids (``YYYYMMDD-HHMMSS-xxxx``, UTC) sort by creation time to the
+millisecond and end in random bits; creating the directory is the lock, so two processes
+never take the same id. Only the process that created a run writes
 into its directory; any process may write the index (SQLite serialises them). A run whose
 status is ``running`` but whose heartbeat is older than `STALE_AFTER_S` is reported as
 ``crashed``.
@@ -107,7 +108,11 @@ def _git_sha() -> str | None:
 
 
 def _new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    """``YYYYMMDD-HHMMSS-xxxx``: the 4 hex digits are milliseconds * 64 + 6 random bits, so
+    ids sort by creation time to the millisecond and rarely collide (a collision retries)."""
+    now = datetime.now(timezone.utc)
+    suffix = (now.microsecond // 1000) * 64 + secrets.randbelow(64)
+    return now.strftime("%Y%m%d-%H%M%S-") + f"{suffix:04x}"
 
 
 @dataclass

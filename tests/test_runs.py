@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -100,9 +101,12 @@ def test_remove_deletes_directory_and_row(tmp_path):
 
 def test_run_ids_sort_by_creation_time(tmp_path):
     store = RunStore(tmp_path)
-    ids = [store.create_run(_config()).id for _ in range(3)]
-    assert len(set(ids)) == 3
-    assert [i[:15] for i in ids] == sorted(i[:15] for i in ids)
+    ids = []
+    for _ in range(5):
+        ids.append(store.create_run(_config()).id)
+        time.sleep(0.002)  # ids resolve milliseconds
+    assert len(set(ids)) == 5
+    assert ids == sorted(ids)
 
 
 metric_values = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -120,3 +124,33 @@ def test_records_round_trip_through_sqlite(tmp_path_factory, name, metrics, best
     assert row["name"] == name and row["best_epoch"] == best_epoch
     assert json.loads(row["metrics_json"]) == metrics
     assert json.loads(row["config_json"])["name"] == name
+
+
+def test_old_index_is_migrated_to_the_exact_current_schema(tmp_path):
+    """An index written by the first version (m001 only) gains the later migrations on open."""
+    from lba_cli.runs import _migrate
+
+    old = tmp_path / "old"
+    old.mkdir()
+    db = sqlite3.connect(old / INDEX_NAME, isolation_level=None)
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for statement in filter(str.strip, MIGRATIONS[0][1].split(";")):
+        db.execute(statement)
+    db.execute("INSERT INTO _migrations VALUES ('m001_create_runs', '2026-01-01T00:00:00+00:00')")
+    db.execute("INSERT INTO runs (id, kind, status, created_at, config_json) VALUES ('r1', 'finetune', 'completed', "
+               "'2026-01-01T00:00:00+00:00', '{}')")
+    db.close()
+    RunStore(old).index_rows()  # opening applies m002, m003
+
+    blank = tmp_path / "blank"
+    RunStore(blank).index_rows()
+
+    def schema(path):
+        con = sqlite3.connect(path / INDEX_NAME)
+        return sorted(row for row in con.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+
+    assert schema(old) == schema(blank)
+    con = sqlite3.connect(old / INDEX_NAME)
+    assert con.execute("SELECT id, host FROM runs").fetchall() == [("r1", None)]  # data kept
+    assert [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY name")] == [m[0] for m in MIGRATIONS]
+    del _migrate
