@@ -250,18 +250,31 @@ class FinetuneConfig:
         data_path: the HDF5 file written by ``lba voxelize``.
         init: ``random`` or the id of the pre-training run whose encoder starts the model.
         freeze: train the head only (encoder BatchNorm in eval mode).
+        unfreeze_after: train the head only for this many epochs, then everything.
+        encoder_lr_scale: the encoder's learning rate is ``lr`` times this.
         rotate: a fresh uniformly random rotation of each training example every epoch.
     """
 
     data_path: str = ""
     init: str = "random"
     freeze: bool = False
+    unfreeze_after: int | None = None
+    encoder_lr_scale: float = 1.0
     rotate: bool = True
 
     def __post_init__(self) -> None:
         _check(bool(self.data_path), "data_path", self.data_path, "the path of an lba voxelize HDF5 file")
         _check(not (self.freeze and self.init == "random"), "freeze", self.freeze,
                "--freeze only with --init RUN (a frozen random encoder learns nothing)")
+        _check(self.unfreeze_after is None or self.unfreeze_after >= 1, "unfreeze_after", self.unfreeze_after,
+               "an integer >= 1")
+        _check(not (self.freeze and self.unfreeze_after), "unfreeze_after", self.unfreeze_after,
+               "either --freeze (never unfreeze) or --unfreeze-after N, not both")
+        _check(0 <= self.encoder_lr_scale <= 100, "encoder_lr_scale", self.encoder_lr_scale, "a factor in [0, 100]")
+
+    def encoder_frozen(self, epoch: int) -> bool:
+        """Whether the encoder is frozen in ``epoch`` (0-based)."""
+        return self.freeze or (self.unfreeze_after is not None and epoch < self.unfreeze_after)
 
 
 @dataclass(frozen=True)

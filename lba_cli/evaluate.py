@@ -13,16 +13,17 @@ from torch import nn
 from lba_cli.checkpoints import load_checkpoint
 from lba_cli.config import GridConfig, run_config_from_json
 from lba_cli.data.dataset import AffinityDataset
-from lba_cli.data.grids_h5 import GridSet
+from lba_cli.data.grids_h5 import GridSet, read_grid_set
 from lba_cli.devices import autocast_context, resolve_device
 from lba_cli.errors import ConfigError
 from lba_cli.loaders import make_loader
-from lba_cli.metrics import regression_metrics
+from lba_cli.metrics import bootstrap_intervals, regression_metrics
 from lba_cli.models import create_model
 from lba_cli.runs import Run, RunStore
 from lba_cli.voxelize import voxelize_batch
 
-__all__ = ["PREDICTION_SCHEMA", "EvaluationResult", "predict", "evaluate_model", "evaluate_run", "load_affinity_model"]
+__all__ = ["PREDICTION_SCHEMA", "EvaluationResult", "predict", "evaluate_model", "evaluate_run", "evaluate_baselines",
+           "load_affinity_model"]
 
 PREDICTION_SCHEMA = {"id": pl.Utf8, "affinity_pk": pl.Float64, "predicted_pk": pl.Float64}
 _EVAL_BATCH = 32
@@ -38,6 +39,7 @@ class EvaluationResult:
         metrics: ``mae``, ``rmse``, ``pearson``, ``spearman`` and ``n`` (examples).
         predictions: frame with `PREDICTION_SCHEMA`, one row per complex of the split.
         path: where the predictions were saved.
+        intervals: bootstrap 95 % interval of each metric (`lba_cli.metrics.bootstrap_intervals`).
     """
 
     run_id: str
@@ -45,6 +47,7 @@ class EvaluationResult:
     metrics: dict[str, float]
     predictions: pl.DataFrame
     path: Path | None
+    intervals: dict[str, tuple[float, float]]
 
 
 @torch.no_grad()
@@ -127,4 +130,22 @@ def evaluate_run(store: RunStore, ref: str, split: str = "test", data_path: Path
         recorded = dict(run.status.get("metrics", {}))
         recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
         run.update_status(metrics=recorded)
-    return EvaluationResult(run.id, split, metrics, frame, saved)
+    intervals = bootstrap_intervals(frame["affinity_pk"].to_numpy(), frame["predicted_pk"].to_numpy())
+    return EvaluationResult(run.id, split, metrics, frame, saved, intervals)
+
+
+def evaluate_baselines(data_path: Path, split: str, grid_set: GridSet | None = None) -> list[EvaluationResult]:
+    """Metrics and intervals of the `lba_cli.baselines` on one split of an `lba voxelize` file."""
+    from lba_cli.baselines import baseline_predictions
+
+    data = grid_set if grid_set is not None else read_grid_set(Path(data_path))
+    rows = data.indices(split)
+    measured = data.affinity_pk[rows].astype(np.float64)
+    results = []
+    for name, predicted in baseline_predictions(data, split).items():
+        frame = pl.DataFrame({"id": data.ids[rows].tolist(), "affinity_pk": measured, "predicted_pk": predicted},
+                             schema=PREDICTION_SCHEMA)
+        metrics = {**regression_metrics(measured, predicted), "n": float(len(rows))}
+        results.append(EvaluationResult(f"baseline: {name}", split, metrics, frame, None,
+                                        bootstrap_intervals(measured, predicted)))
+    return results

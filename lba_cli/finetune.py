@@ -17,7 +17,7 @@ from lba_cli.data.dataset import AffinityDataset
 from lba_cli.data.grids_h5 import read_grid_set
 from lba_cli.devices import autocast_context
 from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed, unwrap
-from lba_cli.errors import CheckpointMismatchError
+from lba_cli.errors import CheckpointMismatchError, ConfigError
 from lba_cli.evaluate import evaluate_model
 from lba_cli.loaders import make_loader
 from lba_cli.models import create_model, resolve_model_config
@@ -26,7 +26,7 @@ from lba_cli.seeding import seed_everything
 from lba_cli.train import NullReporter, Reporter, fit
 from lba_cli.voxelize import voxelize_batch
 
-__all__ = ["AffinityTask", "finetune", "prepare_finetune", "finish_finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
+__all__ = ["AffinityTask", "finetune", "finetune_replicates", "prepare_finetune", "finish_finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
 
 ARCHITECTURE_FIELDS = ("arch", "widths", "bottleneck_divisor")
 GRID_FIELDS = ("box_size_voxels", "resolution_A", "radius_A", "channels", "protein_channel", "keep_hydrogens", "keep_water")
@@ -36,11 +36,10 @@ class AffinityTask:
     """MSE on pK; whole-split validation metrics (MAE, RMSE, Pearson r, Spearman ρ)."""
 
     def __init__(self, train_set: AffinityDataset, val_set: AffinityDataset, config: RunConfig,
-                 device: torch.device, frozen_encoder: bool, ctx: DistContext) -> None:
+                 device: torch.device, ctx: DistContext) -> None:
         self.train_set, self.val_set = train_set, val_set
         self.config = config
         self.device = device
-        self.frozen_encoder = frozen_encoder
         self.ctx = ctx
 
     def steps_per_epoch(self) -> int:
@@ -52,8 +51,11 @@ class AffinityTask:
                            num_workers=t.num_workers, skip_batches=skip_batches, rank=self.ctx.rank,
                            world_size=self.ctx.world_size)
 
-    def prepare_train(self, model: nn.Module) -> None:
-        if self.frozen_encoder:
+    def prepare_train(self, model: nn.Module, epoch: int) -> None:
+        frozen = self.config.finetune.encoder_frozen(epoch)
+        for parameter in model.encoder.parameters():
+            parameter.requires_grad_(not frozen)
+        if frozen:
             model.encoder.eval()  # BatchNorm statistics stay those of pre-training
 
     def train_step(self, model: nn.Module, batch: dict[str, torch.Tensor]):
@@ -139,16 +141,21 @@ def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = Tr
     model = create_model(model_config, grid.num_channels, "affinity").to(device)
     if encoder_state is not None:
         model.encoder.load_state_dict(encoder_state)
+    # One optimizer over both groups, built once, whatever is frozen when (SPEC §8.9); a
+    # frozen parameter has no gradient and Adam leaves it and its state alone.
+    optimizer = torch.optim.Adam([{"params": model.encoder.parameters(), "lr": train.lr * tune.encoder_lr_scale},
+                                  {"params": model.head.parameters()}], lr=train.lr, weight_decay=train.weight_decay)
+    if ctx.enabled and tune.unfreeze_after:
+        raise ConfigError("--unfreeze-after is not supported under torchrun (DDP needs a fixed set of trained "
+                          "parameters)\nexpected: --freeze, or a single process")
     if tune.freeze:
         for parameter in model.encoder.parameters():
             parameter.requires_grad_(False)
-    optimizer = torch.optim.Adam([{"params": model.encoder.parameters()}, {"params": model.head.parameters()}],
-                                 lr=train.lr, weight_decay=train.weight_decay)
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     splits = [AffinityDataset(Path(data_path), split, grid, train.seed, rotate=tune.rotate and split == "train",
                               grid_set=data) for split in ("train", "val", "test")]
-    task = AffinityTask(splits[0], splits[1], config, device, frozen_encoder=tune.freeze, ctx=ctx)
+    task = AffinityTask(splits[0], splits[1], config, device, ctx=ctx)
     return _Prepared(config, model, optimizer, task, splits[2], device, ctx, parent)
 
 
@@ -199,3 +206,24 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
         finish_finetune(run, prepared)
     shutdown_distributed(ctx)
     return run
+
+
+def finetune_replicates(config: RunConfig, seeds: list[int], store: RunStore,
+                        reporter: Reporter | None = None) -> list[Run]:
+    """Fine-tune once per seed: sibling runs tagged with one ``group:<id>`` tag.
+
+    The runs differ only in ``train.seed`` (and name, suffixed ``-s<seed>``), so
+    ``lba compare --group`` summarises them as mean ± population std.
+    """
+    from lba_cli.runs import new_group_id
+
+    group = new_group_id()
+    runs = []
+    for seed in seeds:
+        name = f"{config.name}-s{seed}" if config.name else None
+        replicate = dataclasses.replace(config, name=name, train=dataclasses.replace(config.train, seed=seed))
+        run = finetune(replicate, store, reporter)
+        if run is not None:
+            store.tag(run, add=[f"group:{group}"])
+            runs.append(run)
+    return runs

@@ -14,7 +14,7 @@ import polars as pl
 
 from lba_cli.errors import LbaError
 
-__all__ = ["theme_lba", "curves_frame", "select_metrics", "plot_curves", "plot_scatter", "save_plot",
+__all__ = ["theme_lba", "curves_frame", "select_metrics", "plot_curves", "plot_scatter", "plot_sweep", "save_plot",
            "DEFAULT_CURVE_METRICS", "SMOOTHING_ALPHA"]
 
 DEFAULT_CURVE_METRICS = ("val/loss", "val/rmse", "val/pearson", "val/accuracy", "train/loss")
@@ -124,6 +124,43 @@ def plot_scatter(predictions: pl.DataFrame, title: str):
         + labs(x="measured pK (−log10 M)", y="predicted pK (−log10 M)", title=title, color="run")
         + theme_lba()
     )
+
+
+def plot_sweep(frame: pl.DataFrame):
+    """Validation and test metrics per pre-training difficulty: seeds as points, mean ± std bars.
+
+    Args:
+        frame: columns label (Utf8), seed (Int64), split (Utf8: val/test), metric (Utf8:
+            rmse/pearson), value (Float64), as `lba_cli.sweep.sweep_frame` returns.
+    """
+    from plotnine import aes, facet_grid, geom_errorbar, geom_jitter, geom_point, ggplot, labs, position_jitter
+
+    labels = list(dict.fromkeys(frame["label"].to_list()))
+    summary = (frame.drop_nulls("value").group_by("label", "split", "metric", maintain_order=True)
+               .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=0).fill_null(0.0).alias("std"))
+               .with_columns((pl.col("mean") - pl.col("std")).alias("lo"), (pl.col("mean") + pl.col("std")).alias("hi")))
+    points, bars = _to_pandas(frame.drop_nulls("value")), _to_pandas(summary)
+    for data in (points, bars):
+        import pandas as pd
+
+        data["label"] = pd.Categorical(data["label"], categories=labels, ordered=True)
+    return (
+        ggplot(points, aes("label", "value", color="label"))
+        + geom_jitter(position=position_jitter(width=0.12, height=0, random_state=0), alpha=0.6, size=1.5)
+        + geom_errorbar(bars, aes("label", ymin="lo", ymax="hi"), inherit_aes=False, width=0.3)
+        + geom_point(bars, aes("label", "mean"), inherit_aes=False, size=3, shape="D")
+        + facet_grid("metric ~ split", scales="free_y")
+        + labs(x="initialisation (pre-training difficulty: min-max-angle)", y="", color="",
+               title="fine-tuning per pre-training difficulty: seeds (points), mean ± std (bars)")
+        + theme_lba()
+        + _rotated_x()
+    )
+
+
+def _rotated_x():
+    from plotnine import element_text, theme
+
+    return theme(axis_text_x=element_text(rotation=30, ha="right"), legend_position="none")
 
 
 def _to_pandas(frame: pl.DataFrame):

@@ -57,7 +57,7 @@ class NeighborTask:
     def train_batches(self, epoch: int, skip_batches: int = 0):
         return self._loader(self.train_set, epoch, skip_batches, shard=True)  # pairs are fresh and random already
 
-    def prepare_train(self, model: nn.Module) -> None:
+    def prepare_train(self, model: nn.Module, epoch: int) -> None:
         pass
 
     def _grids(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:

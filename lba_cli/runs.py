@@ -40,7 +40,7 @@ import polars as pl
 
 from lba_cli.errors import RunNotFoundError, StoreError
 
-__all__ = ["RunStore", "Run", "INDEX_NAME", "STALE_AFTER_S", "MIGRATIONS", "default_runs_dir", "utc_now"]
+__all__ = ["RunStore", "Run", "new_group_id", "INDEX_NAME", "STALE_AFTER_S", "MIGRATIONS", "default_runs_dir", "utc_now"]
 
 INDEX_NAME = "index.sqlite"
 STALE_AFTER_S = 600.0
@@ -105,6 +105,11 @@ def _git_sha() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def new_group_id() -> str:
+    """An id for a group of sibling runs (replicates, a sweep), in the run-id format."""
+    return _new_run_id()
 
 
 def _new_run_id() -> str:

@@ -79,7 +79,9 @@ class NullReporter:
 class Task(Protocol):
     """What `fit` needs from pre-training or fine-tuning.
 
-    ``train_batches(epoch, skip_batches)`` yields the epoch's batches for this process,
+    ``prepare_train(model, epoch)`` runs after ``model.train()`` at the start of each epoch
+    (e.g. to freeze the encoder). ``train_batches(epoch, skip_batches)`` yields the epoch's
+    batches for this process,
     leaving out the first ``skip_batches``. ``train_step`` returns the mean loss of the batch
     (a scalar tensor with gradient), the number of examples, and extra statistics
     (name -> (sum, count)) averaged over the epoch as ``train/<name>``. ``validate`` gets the
@@ -91,7 +93,7 @@ class Task(Protocol):
 
     def train_batches(self, epoch: int, skip_batches: int) -> Iterable[Any]: ...
 
-    def prepare_train(self, model: nn.Module) -> None: ...
+    def prepare_train(self, model: nn.Module, epoch: int) -> None: ...
 
     def train_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int, dict[str, tuple[float, int]]]: ...
 
@@ -205,7 +207,7 @@ def fit(
             for epoch in range(start_epoch, train.num_epochs):
                 number = epoch + 1
                 model.train()
-                task.prepare_train(bare)
+                task.prepare_train(bare, epoch)
                 skip = partial["next_batch"] if partial else 0
                 loss_sum, count = (partial["loss_sum"], partial["count"]) if partial else (0.0, 0)
                 extras: dict[str, tuple[float, int]] = {k: tuple(v) for k, v in (partial or {}).get("extras", {}).items()}

@@ -42,3 +42,27 @@ def test_mean_std_is_population_std():
 
 def test_accuracy():
     assert accuracy(np.array([0, 1]), np.array([[2.0, 1.0], [3.0, 0.0]])) == 0.5
+
+
+def test_bootstrap_intervals_cover_the_point_estimate_and_shrink_with_n():
+    from lba_cli.metrics import bootstrap_intervals, regression_metrics
+
+    rng = np.random.default_rng(0)
+    measured = rng.normal(6, 2, 400)
+    predicted = measured + rng.normal(0, 1, 400)
+    point = regression_metrics(measured, predicted)
+    wide = bootstrap_intervals(measured[:40], predicted[:40])
+    narrow = bootstrap_intervals(measured, predicted)
+    for metric in ("mae", "rmse", "pearson", "spearman"):
+        lo, hi = narrow[metric]
+        assert lo <= point[metric] <= hi
+        assert hi - lo < wide[metric][1] - wide[metric][0]
+    assert narrow["rmse"][0] == pytest.approx(1.0, abs=0.15) and narrow["rmse"][1] == pytest.approx(1.0, abs=0.15)
+
+
+def test_bootstrap_of_constant_predictions_has_no_correlation_interval():
+    from lba_cli.metrics import bootstrap_intervals
+
+    intervals = bootstrap_intervals(np.array([1.0, 2.0, 3.0, 4.0]), np.full(4, 6.3))
+    assert all(math.isnan(v) for v in intervals["pearson"])
+    assert intervals["rmse"][0] > 0

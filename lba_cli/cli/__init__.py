@@ -43,6 +43,7 @@ def _root(
 app.command("voxelize")(data_commands.voxelize)
 app.command("pretrain")(train_commands.pretrain)
 app.command("finetune")(train_commands.finetune)
+app.command("sweep")(train_commands.sweep)
 app.command("evaluate")(result_commands.evaluate)
 app.command("plot")(result_commands.plot)
 app.command("compare")(result_commands.compare)

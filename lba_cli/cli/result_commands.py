@@ -51,19 +51,33 @@ def evaluate(
     import polars as pl
 
     from lba_cli.compare import collect_runs, labels_for
-    from lba_cli.evaluate import evaluate_run
+    from lba_cli.evaluate import evaluate_baselines, evaluate_run
 
     store = store_from(runs_dir)
     found, skipped = collect_runs(store, runs)
     _report_skipped(skipped)
     labels, _ = labels_for(found, store) if found else ([], "")
-    rows = []
+    results, data_files = [], []
     for run, label in zip(found, labels):
         result = evaluate_run(store, str(run.path), split.value, data, device or "auto")
         stderr.print(f"predictions: {result.path}", highlight=False)
-        rows.append({"run": run.id, "label": label, "split": split.value, "n": int(result.metrics["n"]),
-                     **{k: result.metrics[k] for k in ("rmse", "mae", "pearson", "spearman")}})
-    render_frame(pl.DataFrame(rows), fmt, title=f"{split.value} metrics")
+        results.append((label, result))
+        used = data or Path(run.config["finetune"]["data_path"])
+        if used.resolve() not in data_files:
+            data_files.append(used.resolve())
+    for path in data_files:  # context: what trivial predictors score on the same complexes
+        results.extend((result.run_id, result) for result in evaluate_baselines(path, split.value))
+    render_frame(pl.DataFrame([_evaluation_row(label, r) for label, r in results]), fmt,
+                 title=f"{split.value} metrics (95 % bootstrap intervals)")
+
+
+def _evaluation_row(label: str, result) -> dict:
+    row = {"run": result.run_id, "label": label, "split": result.split, "n": int(result.metrics["n"])}
+    for metric in ("rmse", "mae", "pearson", "spearman"):
+        lo, hi = result.intervals[metric]
+        row[metric] = result.metrics[metric]
+        row[f"{metric}_ci"] = f"[{lo:.2f}, {hi:.2f}]"
+    return row
 
 
 @friendly_errors

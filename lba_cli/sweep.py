@@ -1,0 +1,184 @@
+"""`lba sweep`: the experiment behind the research question.
+
+For every pre-training difficulty (a padding range x a maximum angle) it pre-trains one
+encoder, then fine-tunes from it under every seed, twice: the whole network, and the head
+alone on the frozen encoder. Random-initialisation controls run under the same seeds,
+epochs and model selection. The result is one comparison table (mean ± population std over
+seeds) and one figure of validation and test metrics per difficulty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from lba_cli.config import RunConfig
+from lba_cli.errors import ConfigError
+from lba_cli.metrics import mean_std
+from lba_cli.runs import Run, RunStore, new_group_id
+from lba_cli.train import NullReporter, Reporter
+
+__all__ = ["SweepPlan", "SweepResult", "plan_settings", "run_sweep", "summarise_sweep", "SWEEP_METRICS"]
+
+SWEEP_METRICS = ("val/rmse", "val/pearson", "test/rmse", "test/pearson")
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What to run.
+
+    Attributes:
+        pretrain: template pre-training config (its neighbor pad/angle are replaced).
+        finetune: template fine-tuning config (its init, freeze and seed are replaced).
+        settings: (pad_min_A, pad_max_A, angle_deg) per difficulty.
+        seeds: fine-tuning seeds; pre-training uses the first.
+        output_dir: where the table, figure and manifest go.
+    """
+
+    pretrain: RunConfig
+    finetune: RunConfig
+    settings: tuple[tuple[float, float, float], ...]
+    seeds: tuple[int, ...]
+    output_dir: Path
+
+    def __post_init__(self) -> None:
+        if not self.settings or not self.seeds:
+            raise ConfigError("a sweep needs at least one --pad and --angle and one seed")
+
+
+@dataclass
+class SweepResult:
+    """Runs and outputs of a sweep.
+
+    Attributes:
+        group: the ``group:<id>`` tag every run carries.
+        runs: (label, seed, run) for every fine-tuning run.
+        table: mean ± std per label (`summarise_sweep`).
+        table_path, figure_path, manifest_path: files written.
+    """
+
+    group: str
+    runs: list[tuple[str, int, Run]] = field(default_factory=list)
+    table: pl.DataFrame | None = None
+    table_path: Path | None = None
+    figure_path: Path | None = None
+    manifest_path: Path | None = None
+
+
+def plan_settings(pads: list[tuple[float, float]], angles: list[float]) -> tuple[tuple[float, float, float], ...]:
+    """Every padding range with every angle, in the order given."""
+    return tuple((lo, hi, angle) for (lo, hi), angle in itertools.product(pads, angles))
+
+
+def run_sweep(plan: SweepPlan, store: RunStore, reporter: Reporter | None = None) -> SweepResult:
+    """Run the whole sweep sequentially and write its table and figure.
+
+    Raises:
+        ConfigError, DataError: on bad settings or inputs (before any training where possible).
+    """
+    from lba_cli.finetune import finetune
+    from lba_cli.pretrain import pretrain
+
+    reporter = reporter or NullReporter()
+    group = new_group_id()
+    result = SweepResult(group=group)
+    tag = [f"group:{group}"]
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def tune(label: str, seed: int, init: str, freeze: bool) -> None:
+        config = dataclasses.replace(
+            plan.finetune, name=f"sweep-{label.replace(' ', '-')}-s{seed}",
+            train=dataclasses.replace(plan.finetune.train, seed=seed),
+            finetune=dataclasses.replace(plan.finetune.finetune, init=init, freeze=freeze))
+        reporter.message(f"sweep: fine-tune {label}, seed {seed}")
+        run = finetune(config, store, reporter)
+        store.tag(run, add=tag)
+        result.runs.append((label, seed, run))
+        _write_manifest(plan, result)
+
+    for seed in plan.seeds:
+        tune("random", seed, "random", False)
+    for pad_min, pad_max, angle in plan.settings:
+        task = dataclasses.replace(plan.pretrain.neighbor, pad_min_A=pad_min, pad_max_A=pad_max, angle_deg=angle)
+        label = task.label
+        config = dataclasses.replace(plan.pretrain, neighbor=task, name=f"sweep-pretrain-{label}",
+                                     train=dataclasses.replace(plan.pretrain.train, seed=plan.seeds[0]))
+        reporter.message(f"sweep: pre-train {label}")
+        pre = pretrain(config, store, reporter)
+        store.tag(pre, add=tag)
+        for seed in plan.seeds:
+            tune(label, seed, pre.id, False)
+            tune(f"{label} frozen", seed, pre.id, True)
+
+    result.table = summarise_sweep(result.runs)
+    result.table_path = plan.output_dir / "sweep.csv"
+    _write_atomic_text(result.table_path, result.table.write_csv())
+    (plan.output_dir / "sweep.md").write_text(_markdown(result.table))
+    from lba_cli.plots import plot_sweep, save_plot
+
+    result.figure_path = save_plot(plot_sweep(sweep_frame(result.runs)), plan.output_dir / "sweep.png", 9.0, 6.0)
+    result.manifest_path = _write_manifest(plan, result)
+    return result
+
+
+def sweep_frame(runs: list[tuple[str, int, Run]]) -> pl.DataFrame:
+    """Long frame: label, seed, split (val/test), metric (rmse/pearson), value, lo, hi.
+
+    ``lo``/``hi`` are the bootstrap 95 % interval of the test metrics where recorded.
+    """
+    rows = []
+    for label, seed, run in runs:
+        metrics = run.status.get("metrics", {})
+        for name in SWEEP_METRICS:
+            split, metric = name.split("/")
+            rows.append({"label": label, "seed": seed, "split": split, "metric": metric,
+                         "value": metrics.get(name)})
+    return pl.DataFrame(rows, schema={"label": pl.Utf8, "seed": pl.Int64, "split": pl.Utf8, "metric": pl.Utf8,
+                                      "value": pl.Float64})
+
+
+def summarise_sweep(runs: list[tuple[str, int, Run]]) -> pl.DataFrame:
+    """One row per label: runs, seeds, and mean ± population std of `SWEEP_METRICS`."""
+    frame = sweep_frame(runs)
+    rows = []
+    for label in dict.fromkeys(r[0] for r in runs):
+        part = frame.filter(pl.col("label") == label)
+        row = {"label": label, "runs": part["seed"].n_unique(),
+               "seeds": " ".join(map(str, sorted(part["seed"].unique().to_list())))}
+        for name in SWEEP_METRICS:
+            split, metric = name.split("/")
+            values = [v for v in part.filter((pl.col("split") == split) & (pl.col("metric") == metric))["value"].to_list()
+                      if v is not None and v == v]
+            mean, std = mean_std(values) if values else (float("nan"), float("nan"))
+            row[f"{name} mean"], row[f"{name} std"] = mean, std
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def _markdown(table: pl.DataFrame) -> str:
+    header = "| label | runs | " + " | ".join(SWEEP_METRICS) + " |"
+    lines = [header, "|" + "---|" * (2 + len(SWEEP_METRICS))]
+    for row in table.iter_rows(named=True):
+        cells = [f"{row[f'{m} mean']:.3f} ± {row[f'{m} std']:.3f}" for m in SWEEP_METRICS]
+        lines.append(f"| {row['label']} | {row['runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_manifest(plan: SweepPlan, result: SweepResult) -> Path:
+    path = plan.output_dir / "sweep.json"
+    manifest = {"group": result.group, "settings": [list(s) for s in plan.settings], "seeds": list(plan.seeds),
+                "runs": [{"label": label, "seed": seed, "run": run.id} for label, seed, run in result.runs]}
+    _write_atomic_text(path, json.dumps(manifest, indent=2))
+    return path
