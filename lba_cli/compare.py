@@ -55,10 +55,12 @@ def run_label(run: Run, store: RunStore) -> str:
     tune = config.get("finetune") or {}
     if tune.get("init", "random") == "random":
         return "random"
-    try:
-        label = _neighbor_label(store.resolve(tune["init"]).config)
-    except LbaError:
-        label = f"pretrained {tune['init']}"
+    label = run.status.get("parent_label")
+    if not label:
+        try:
+            label = _neighbor_label(store.resolve(tune["init"]).config)
+        except LbaError:
+            label = f"pretrained {tune['init']}"
     return f"{label} frozen" if tune.get("freeze") else label
 
 
@@ -126,7 +128,8 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
             spearman and accuracy).
         show_all: show every setting, not only those that differ.
         group_replicates: one row per group of runs that differ only in ``train.seed``,
-            metrics as mean ± population std (ddof = 0, as ATOM3D reports).
+            metrics as ``<metric> mean`` and ``<metric> std`` columns (population std,
+            ddof = 0, as ATOM3D reports; std is 0 for a group of one run).
 
     Raises:
         RunNotFoundError: for an unknown reference; LbaError for an unknown sort column.
@@ -186,11 +189,8 @@ def _group(table: pl.DataFrame, keys: list[str], metrics: list[str]) -> pl.DataF
         row["seeds"] = " ".join(str(s) for s in sorted(group["train.seed"].to_list())) if "train.seed" in group.columns else ""
         for m in metrics:
             values = [v for v in group[m].to_list() if v is not None and not (isinstance(v, float) and math.isnan(v))]
-            if values:
-                mean, std = mean_std(values)
-                row[m] = f"{mean:.3f} ± {std:.3f}"
-            else:
-                row[m] = None
+            mean, std = mean_std(values) if values else (None, None)
+            row[f"{m} mean"], row[f"{m} std"] = mean, std
         out.append(row)
     return pl.DataFrame(out, infer_schema_length=None)
 
@@ -236,4 +236,7 @@ def _by_settings(runs: list[Run]) -> list[str]:
 
 
 def _by_id(runs: list[Run]) -> list[str]:
+    names = [r.name for r in runs]
+    if all(names) and len(set(names)) == len(names):
+        return [f"({name})" for name in names]
     return [r.id[-4:] for r in runs]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 DEFAULT_ARCH = "resnet-bottleneck"
+_RUN_ID = re.compile(r"^\d{8}-\d")
 DEFAULT_CHANNELS: tuple[tuple[str, ...], ...] = (("C",), ("N",), ("O",), ("P",), ("S", "SE"), ("*",))
 
 
@@ -47,9 +49,23 @@ class RunKind(str, Enum):
     finetune = "finetune"
 
 
+# The command-line option of each field, so that messages speak the user's language.
+OPTION_NAMES = {
+    "box_size_voxels": "--box-size", "resolution_A": "--resolution", "radius_A": "--radius", "channels": "--channels",
+    "widths": "--width", "bottleneck_divisor": "--bottleneck-divisor", "dropout": "--dropout",
+    "head_hidden": "--head-hidden", "num_epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+    "patience": "--patience", "device": "--device", "num_workers": "--workers", "pad_min_A": "--pad MIN",
+    "pad_max_A": "--pad MAX", "angle_deg": "--angle", "epoch_size": "--epoch-size", "val_size": "--val-size",
+    "curriculum_epochs": "--curriculum", "freeze": "--freeze", "unfreeze_after": "--unfreeze-after",
+    "encoder_lr_scale": "--encoder-lr-scale", "data_path": "DATA", "structures": "--structures", "name": "--name",
+}
+
+
 def _check(condition: bool, name: str, value: Any, expected: str) -> None:
     if not condition:
-        raise ConfigError(f"invalid {name}: {value!r}\nexpected: {expected}")
+        option = OPTION_NAMES.get(name)
+        label = f"{option} ({name})" if option else name
+        raise ConfigError(f"invalid {label}: {value!r}\nexpected: {expected}")
 
 
 def parse_channels(spec: str) -> tuple[tuple[str, ...], ...]:
@@ -293,6 +309,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RunKind(self.kind))
+        _check(self.name is None or (self.name.strip() and self.name != "random" and not _RUN_ID.match(self.name)),
+               "name", self.name, "a human name that is not 'random' and does not look like a run id")
         if self.kind is RunKind.pretrain:
             _check(self.neighbor is not None and bool(self.structures), "structures", self.structures,
                    "pre-training needs --structures and a neighbor task")

@@ -121,8 +121,10 @@ def evaluate_run(store: RunStore, ref: str, split: str = "test", data_path: Path
     grid = run_config_from_json(config).grid
     dataset = AffinityDataset(path, split, grid, seed=0, rotate=False, grid_set=grid_set)
     if dataset.data.grid != grid:
-        raise ConfigError(f"{path} was voxelized with other settings than run {run.id} was trained on\n"
-                          f"file: {dataset.data.grid}\nrun: {grid}")
+        differing = [f"{f}: file {getattr(dataset.data.grid, f)!r}, run {getattr(grid, f)!r}"
+                     for f in grid.__dataclass_fields__ if getattr(dataset.data.grid, f) != getattr(grid, f)]
+        raise ConfigError(f"{path} was voxelized with other settings than run {run.id} was trained on:\n  "
+                          + "\n  ".join(differing))
     metrics, frame = evaluate_model(model, dataset, grid, torch_device)
     is_own = path.resolve() == own_data.resolve()
     saved = run.write_predictions(split if is_own else f"{split}_{path.stem}", frame)

@@ -85,7 +85,10 @@ def _differences(fields: tuple[str, ...], wanted: Any, have: Any) -> list[str]:
 def _init_from_run(store: RunStore, ref: str, model_config: ModelConfig, data_grid: GridConfig
                    ) -> tuple[Run, ModelConfig, dict[str, torch.Tensor]]:
     """Resolve the pre-training run, check it fits the data and the request, return its encoder."""
-    parent = store.resolve(ref)
+    parent = store.resolve(ref, kind="pretrain")
+    if parent.kind != "pretrain":
+        raise ConfigError(f"--init {ref}: run {parent.id} is a {parent.kind} run\n"
+                          "expected: random, or a pre-training run (lba runs list --kind pretrain)")
     payload = load_checkpoint(parent.checkpoint_path("best"))
     parent_config = run_config_from_json(payload["config"])
     problems = _differences(ARCHITECTURE_FIELDS, model_config, parent_config.model)
@@ -169,6 +172,7 @@ def finish_finetune(run: Run, prepared: _Prepared) -> None:
         run.write_predictions(split, frame)
         recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
     run.update_status(status="completed", finished_at=utc_now(), metrics=recorded)
+    run.log("completed: " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(recorded.items()) if k.startswith("test/")))
 
 
 def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = None) -> Run | None:
@@ -197,7 +201,11 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
     summary = (f"{len(task.train_set)} train / {len(task.val_set)} val / {len(prepared.test_set)} test complexes; "
                f"init {tune.init}{' (frozen encoder)' if tune.freeze else ''}")
     if run is not None:
-        run.update_status(world_size=ctx.world_size)
+        from lba_cli.compare import run_label
+
+        # The parent's label is kept in the child, so it survives the parent's deletion.
+        run.update_status(world_size=ctx.world_size,
+                          parent_label=run_label(prepared.parent, store) if prepared.parent else None)
         run.log(f"finetune on {tune.data_path}: {summary}")
     reporter.message(summary)
     fit(prepared.model, task, prepared.optimizer, prepared.config.train, run, config_dict, reporter, prepared.device,

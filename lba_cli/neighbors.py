@@ -116,12 +116,14 @@ def load_structures(
 
     structures: list[Structure] = []
     skipped: list[tuple[str, str]] = []
+    matched: set[str] = set()
     h5_files = [Path(p) for p in paths if str(p).endswith((".h5", ".hdf5"))]
     other = [Path(p) for p in paths if not str(p).endswith((".h5", ".hdf5"))]
     for path in h5_files:
         data = read_grid_set(path)
         for row, complex_id in enumerate(data.ids):
             if complex_id.lower() in exclude_ids:
+                matched.add(complex_id.lower())
                 skipped.append((f"{path}#{complex_id}", "excluded by --exclude-ids"))
                 continue
             xyz, numbers, flags = data.atoms(row)
@@ -130,7 +132,9 @@ def load_structures(
         if on_file is not None:
             on_file(path)
         sid = structure_id(path)
-        if sid.lower() in exclude_ids:
+        names = {sid.lower(), path.name.split(".")[0].lower()}  # PDB code or file stem (1acb, 1acb_r_u)
+        if names & exclude_ids:
+            matched |= names & exclude_ids
             skipped.append((str(path), "excluded by --exclude-ids"))
             continue
         try:
@@ -140,6 +144,10 @@ def load_structures(
             continue
         xyz = atoms.select("x_A", "y_A", "z_A").to_numpy().astype(np.float32)
         structures.append(Structure(sid, xyz, atoms["atomic_number"].to_numpy()))
+    unmatched = sorted(exclude_ids - matched)
+    if unmatched:
+        skipped.append(("--exclude-ids", f"{len(unmatched)} of {len(exclude_ids)} ids match no structure "
+                                         f"(e.g. {', '.join(unmatched[:5])}); ids are lower-case PDB codes or file stems"))
     if not structures:
         raise DataError("no pre-training structure could be read\n" +
                         "\n".join(f"{p}: {r}" for p, r in skipped[:10]))

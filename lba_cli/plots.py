@@ -8,6 +8,7 @@ curve faint with an exponentially smoothed curve drawn over it.
 from __future__ import annotations
 
 import fnmatch
+import math
 from pathlib import Path
 
 import polars as pl
@@ -90,7 +91,7 @@ def plot_curves(frame: pl.DataFrame, metrics: list[str], x: str = "epoch", color
     Returns:
         A plotnine ``ggplot``.
     """
-    from plotnine import aes, facet_wrap, geom_line, geom_point, ggplot, labs
+    from plotnine import aes, facet_wrap, geom_line, geom_point, ggplot, labs, scale_x_continuous
 
     import pandas as pd
 
@@ -103,8 +104,16 @@ def plot_curves(frame: pl.DataFrame, metrics: list[str], x: str = "epoch", color
         + geom_point(aes(y="value"), alpha=0.3, size=0.8)
         + facet_wrap("metric", scales="free_y")
         + labs(x=_AXIS_LABELS.get(x, x), y="", color=color_title)
+        + (scale_x_continuous(breaks=_integer_breaks) if x in ("epoch", "step") else scale_x_continuous())
         + theme_lba()
     )
+
+
+def _integer_breaks(limits: tuple[float, float]) -> list[int]:
+    """At most ~8 whole-number ticks (epochs and steps are counts)."""
+    lo, hi = math.ceil(limits[0]), math.floor(limits[1])
+    step = max(1, math.ceil((hi - lo + 1) / 8))
+    return list(range(lo, hi + 1, step))
 
 
 def plot_scatter(predictions: pl.DataFrame, title: str):
@@ -114,16 +123,29 @@ def plot_scatter(predictions: pl.DataFrame, title: str):
         predictions: columns label (Utf8), affinity_pk (Float64), predicted_pk (Float64).
         title: the figure title (e.g. the metrics).
     """
-    from plotnine import aes, facet_wrap, geom_abline, geom_point, ggplot, labs
+    from plotnine import aes, coord_equal, facet_wrap, geom_abline, geom_point, ggplot, labs, scale_x_continuous
+    from plotnine import scale_y_continuous
 
+    values = pl.concat([predictions["affinity_pk"], predictions["predicted_pk"]])
+    limits = (math.floor(values.min() - 0.25), math.ceil(values.max() + 0.25))  # the same range on both axes
     return (
         ggplot(_to_pandas(predictions), aes("affinity_pk", "predicted_pk", color="label"))
         + geom_abline(slope=1, intercept=0, linetype="dashed", color="grey")
         + geom_point(alpha=0.7)
         + facet_wrap("label")
+        + scale_x_continuous(limits=limits)
+        + scale_y_continuous(limits=limits)
+        + coord_equal()
         + labs(x="measured pK (−log10 M)", y="predicted pK (−log10 M)", title=title, color="run")
         + theme_lba()
+        + _no_legend()
     )
+
+
+def _no_legend():
+    from plotnine import theme
+
+    return theme(legend_position="none")  # the panels are labelled already
 
 
 def plot_sweep(frame: pl.DataFrame):

@@ -12,7 +12,8 @@ from lba_cli.train import NullReporter, Reporter, fit
 __all__ = ["resume_run"]
 
 
-def resume_run(store: RunStore, ref: str, reporter: Reporter | None = None, kind: str | None = None) -> Run | None:
+def resume_run(store: RunStore, ref: str, reporter: Reporter | None = None, kind: str | None = None,
+               num_epochs: int | None = None) -> Run | None:
     """Continue a run where its ``last`` checkpoint left it.
 
     The run's own config.json defines everything (data, model, task, seed); the checkpoint
@@ -25,9 +26,12 @@ def resume_run(store: RunStore, ref: str, reporter: Reporter | None = None, kind
         ref: run id, prefix, name or directory.
         reporter: progress sink.
         kind: ``pretrain`` or ``finetune`` when the command implies one (checked).
+        num_epochs: train up to this many epochs in all (extends a completed run too). The
+            run's config.json records the new total, and its log the change.
 
     Raises:
-        StoreError: if the run is still running, already completed, or of another kind.
+        StoreError: if the run is still running, of another kind, or already completed and
+            not extended.
     """
     from lba_cli.finetune import finish_finetune, prepare_finetune
     from lba_cli.pretrain import prepare_pretrain
@@ -39,10 +43,23 @@ def resume_run(store: RunStore, ref: str, reporter: Reporter | None = None, kind
     if status["status"] == "running":
         raise StoreError(f"run {run.id} is still running (pid {status.get('pid')} on {status.get('host')})\n"
                          "expected: a stopped run (interrupted, failed or crashed)")
-    if status["status"] == "completed":
-        raise StoreError(f"run {run.id} already completed {status.get('epochs_done')} epochs\n"
-                         "expected: an interrupted, failed or crashed run")
+    done = int(status.get("epochs_done") or 0)
     config = run_config_from_json(run.config)
+    if num_epochs is not None and num_epochs != config.train.num_epochs:
+        if num_epochs <= done:
+            raise StoreError(f"run {run.id} has done {done} epoch(s) already\nexpected: --epochs above {done}")
+        import dataclasses
+        import json
+
+        from lba_cli.config import config_to_dict
+
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, num_epochs=num_epochs))
+        extended = {**run.config, "train": config_to_dict(config.train)}
+        (run.path / "config.json").write_text(json.dumps(extended, indent=2, sort_keys=True))
+        run.log(f"num_epochs changed to {num_epochs} for --resume")
+    elif status["status"] == "completed":
+        raise StoreError(f"run {run.id} already completed its {done} epoch(s)\n"
+                         "expected: an interrupted, failed or crashed run, or --epochs N to train it longer")
     prepared = prepare_pretrain(config) if run.kind == "pretrain" else prepare_finetune(config, store, load_init=False)
     ctx = prepared.ctx
     reporter = reporter if (reporter is not None and ctx.is_main) else NullReporter()

@@ -246,10 +246,15 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.root / INDEX_NAME, timeout=30.0, isolation_level=None)
         try:
-            connection.execute("PRAGMA busy_timeout = 30000")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA foreign_keys = ON")
-            _migrate(connection)
+            try:
+                connection.execute("PRAGMA busy_timeout = 30000")
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA foreign_keys = ON")
+                _migrate(connection)
+            except sqlite3.DatabaseError as error:
+                raise StoreError(f"the run index {self.root / INDEX_NAME} is unreadable ({error})\n"
+                                 "expected: a SQLite file; `lba runs reindex` sets it aside and rebuilds it "
+                                 "from the run directories") from None
             yield connection
         finally:
             connection.close()
@@ -318,8 +323,13 @@ class RunStore:
         """Every run in the store, oldest first (by id)."""
         return [Run(p.name, p, self) for p in self._run_dirs()]
 
-    def resolve(self, ref: str) -> Run:
+    def resolve(self, ref: str, kind: str | None = None) -> Run:
         """Find a run by id, unique id prefix, name, or directory path.
+
+        Args:
+            ref: the reference.
+            kind: when several runs match, prefer the one of this kind (e.g. ``--init NAME``
+                looks for a pre-training run).
 
         Raises:
             RunNotFoundError: naming the candidates when the reference is ambiguous.
@@ -333,6 +343,8 @@ class RunStore:
         if exact:
             return exact[0]
         matches = [r for r in runs if r.id.startswith(ref)] or [r for r in runs if r.name == ref]
+        if len(matches) > 1 and kind is not None:
+            matches = [r for r in matches if r.kind == kind] or matches
         if len(matches) == 1:
             return matches[0]
         if not matches:
@@ -355,16 +367,45 @@ class RunStore:
         return tags
 
     def reindex(self) -> int:
-        """Rebuild the index from the run directories; returns the number of runs indexed."""
+        """Rebuild the index from the run directories; returns the number of runs indexed.
+
+        An unreadable index file is renamed ``index.sqlite.broken-<time>`` and a new one made.
+        """
         runs = self.runs()
-        with self._connect() as db:
-            db.execute("DELETE FROM runs")
+        try:
+            with self._connect() as db:
+                db.execute("DELETE FROM runs")
+        except StoreError:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                broken = self.root / f"{INDEX_NAME}{suffix}"
+                if broken.exists():
+                    broken.rename(self.root / f"{INDEX_NAME}{suffix}.broken-{stamp}")
         for run in runs:
             self._upsert(run)
         return len(runs)
 
+    def _sync(self, db: sqlite3.Connection) -> list[str]:
+        """Drop index rows whose directory is gone; return the ids of directories not indexed."""
+        indexed = {row[0] for row in db.execute("SELECT id FROM runs")}
+        on_disk = {p.name: p for p in self._run_dirs()}
+        for vanished in indexed - set(on_disk):
+            db.execute("DELETE FROM runs WHERE id = ?", (vanished,))
+        missing = set(on_disk) - indexed
+        return sorted(missing)
+
     def index_rows(self) -> list[dict[str, Any]]:
-        """The index rows, oldest first, with the effective (crash-aware) status."""
+        """The index rows, oldest first, with the effective (crash-aware) status.
+
+        The index is first brought in line with the run directories (runs added or deleted
+        by hand), so it never lists a run that is not there.
+        """
+        if not self.root.is_dir():
+            return []
+        with self._connect() as db:
+            missing = self._sync(db)
+        for run_id in missing:
+            self._upsert(Run(run_id, self.root / run_id, self))
         with self._connect() as db:
             db.row_factory = sqlite3.Row
             rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]

@@ -258,6 +258,7 @@ def fit(
                     if improved:
                         save_checkpoint(run.checkpoint_path("best"), payload(number, None))
                     best_row = next(h for h in history if h["epoch"] == result.best["epoch"]) if result.best else metrics
+                    run.log(f"epoch {number}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" in k))
                     run.update_status(heartbeat_at=utc_now(), epochs_done=number,
                                       best_epoch=(result.best or {}).get("epoch"),
                                       metrics={k: v for k, v in best_row.items() if "/" in k})

@@ -38,7 +38,7 @@ def invoke(*args: str):
 ERROR_CASES = [
     ("missing-source", ["voxelize", "/nonexistent/data", "-o", "x.h5"], "source not found"),
     ("unknown-run", ["evaluate", "no-such-run"], "no run matches"),
-    ("bad-channels", ["voxelize", ".", "-o", "x.h5", "--channels", "C;;N"], "invalid channels"),
+    ("bad-channels", ["voxelize", ".", "-o", "x.h5", "--channels", "C;;N"], "invalid --channels"),
 ]
 
 
@@ -80,8 +80,8 @@ def test_pipeline_end_to_end(tmp_path, tiny_pdbbind, bm5_subset, monkeypatch):
     result = invoke("evaluate", "rand", "tuned", "--split", "test", "--format", "json", "--runs-dir", runs)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [r["label"] for r in rows] == ["random", "1-2-20"]
-    assert all(r["n"] >= 1 and r["rmse"] > 0 for r in rows)
+    assert [r["label"] for r in rows] == ["random", "1-2-20", "baseline: train mean", "baseline: heavy atoms"]
+    assert all(r["n"] >= 1 and r["rmse"] > 0 and r["rmse_ci"].startswith("[") for r in rows)
 
     figure = tmp_path / "curves.png"
     result = invoke("plot", *sorted(str(p) for p in runs.iterdir()), "-o", figure, "--runs-dir", runs)
@@ -195,3 +195,30 @@ def test_two_process_training_with_torchrun(tmp_path, tiny_h5):
     status = json.loads((runs[0] / "status.json").read_text())
     assert status["status"] == "completed" and status["world_size"] == 2 and status["epochs_done"] == 2
     assert (runs[0] / "checkpoints" / "best.pt").is_file() and (runs[0] / "predictions_test.parquet").is_file()
+
+
+def test_run_names_init_kinds_and_extending_a_run(tmp_path, tiny_h5, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for bad in ("random", "20261130-0827"):
+        result = invoke("finetune", tiny_h5, "--name", bad, "--epochs", "1")
+        assert result.exit_code == 1 and "--name" in result.output
+    assert invoke("finetune", tiny_h5, "--epochs", "1", "--name", "rand").exit_code == 0
+    result = invoke("finetune", tiny_h5, "--init", "rand")
+    assert result.exit_code == 1 and "is a finetune run" in result.output
+    result = invoke("finetune", "--resume", "rand")
+    assert result.exit_code == 1 and "--epochs N to train it longer" in result.output
+    result = invoke("finetune", "--resume", "rand", "--epochs", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(invoke("runs", "show", "rand", "--format", "json").stdout)
+    assert shown["status"]["epochs_done"] == 2 and shown["config"]["train"]["num_epochs"] == 2
+    result = invoke("runs", "rm", "rand")  # CliRunner's stdin is not a terminal
+    assert result.exit_code == 2 and "--yes" in result.output
+
+
+def test_exclude_ids_report_what_matched_nothing(tmp_path, bm5_subset):
+    from lba_cli.config import GridConfig
+    from lba_cli.neighbors import load_structures
+
+    structures, skipped = load_structures([bm5_subset], GridConfig(), frozenset({"1acb_r_u", "zzzz"}))
+    assert "1acb" not in {s.name for s in structures}
+    assert any("1 of 2 ids match no structure" in reason and "zzzz" in reason for _, reason in skipped)

@@ -128,8 +128,6 @@ def test_records_round_trip_through_sqlite(tmp_path_factory, name, metrics, best
 
 def test_old_index_is_migrated_to_the_exact_current_schema(tmp_path):
     """An index written by the first version (m001 only) gains the later migrations on open."""
-    from lba_cli.runs import _migrate
-
     old = tmp_path / "old"
     old.mkdir()
     db = sqlite3.connect(old / INDEX_NAME, isolation_level=None)
@@ -140,10 +138,12 @@ def test_old_index_is_migrated_to_the_exact_current_schema(tmp_path):
     db.execute("INSERT INTO runs (id, kind, status, created_at, config_json) VALUES ('r1', 'finetune', 'completed', "
                "'2026-01-01T00:00:00+00:00', '{}')")
     db.close()
-    RunStore(old).index_rows()  # opening applies m002, m003
+    with RunStore(old)._connect():  # opening applies m002, m003
+        pass
 
     blank = tmp_path / "blank"
-    RunStore(blank).index_rows()
+    with RunStore(blank)._connect():
+        pass
 
     def schema(path):
         con = sqlite3.connect(path / INDEX_NAME)
@@ -153,4 +153,23 @@ def test_old_index_is_migrated_to_the_exact_current_schema(tmp_path):
     con = sqlite3.connect(old / INDEX_NAME)
     assert con.execute("SELECT id, host FROM runs").fetchall() == [("r1", None)]  # data kept
     assert [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY name")] == [m[0] for m in MIGRATIONS]
-    del _migrate
+
+
+def test_index_follows_the_directories(tmp_path):
+    """Runs deleted or copied in by hand, and a corrupt index, are set right from the directories."""
+    import shutil
+
+    from lba_cli.errors import StoreError
+
+    store = RunStore(tmp_path)
+    a, b = store.create_run(_config(name="a")), store.create_run(_config(name="b"))
+    shutil.rmtree(a.path)
+    assert [r["name"] for r in store.index_rows()] == ["b"]
+    (tmp_path / INDEX_NAME).write_text("not a database")
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"{INDEX_NAME}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StoreError, match="reindex"):
+        store.index_rows()
+    assert store.reindex() == 1
+    assert [r["name"] for r in store.index_rows()] == ["b"]
+    assert list(tmp_path.glob(f"{INDEX_NAME}.broken-*"))

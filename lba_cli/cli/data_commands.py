@@ -16,6 +16,8 @@ class FormatChoice(str, Enum):
     auto = "auto"
     atom3d = "atom3d"
     pdbbind = "pdbbind"
+    csv = "csv"
+    sdf_series = "sdf-series"
 
 
 class SplitChoice(str, Enum):
@@ -26,25 +28,28 @@ class SplitChoice(str, Enum):
 
 @friendly_errors
 def voxelize(
-    sources: Annotated[list[Path], typer.Argument(help="ATOM3D LBA folder(s) or PDBbind folder(s).", show_default=False)],
+    sources: Annotated[list[Path], typer.Argument(help="ATOM3D LBA folders, PDBbind folders, CSV manifests, or PROTEIN LIGANDS.sdf (a series).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="HDF5 file to write.", dir_okay=False,
                                          rich_help_panel="Data")],
     fmt: Annotated[FormatChoice, typer.Option("--format", help="Layout of the sources.", rich_help_panel="Data")] = FormatChoice.auto,
-    box_size: Annotated[Optional[int], typer.Option("--box-size", help="Voxels per side [default: 21].", rich_help_panel="Grid", show_default=False)] = None,
-    resolution: Annotated[Optional[float], typer.Option("--resolution", help="Voxel edge, Å [default: 1.0].", rich_help_panel="Grid", show_default=False)] = None,
-    radius: Annotated[Optional[float], typer.Option("--radius", help="Atom sphere radius, Å [default: 0.5].", rich_help_panel="Grid", show_default=False)] = None,
-    channels: Annotated[Optional[str], typer.Option("--channels", help='Element groups [default: "C;N;O;P;S,SE;*"].', rich_help_panel="Grid", show_default=False)] = None,
-    protein_channel: Annotated[Optional[bool], typer.Option("--protein-channel/--no-protein-channel", help="Add a channel flagging protein atoms [default: on].", rich_help_panel="Grid", show_default=False)] = None,
+    box_size: Annotated[Optional[int], typer.Option("--box-size", help="Voxels per side (default: 21).", rich_help_panel="Grid", show_default=False)] = None,
+    resolution: Annotated[Optional[float], typer.Option("--resolution", help="Voxel edge, Å (default: 1.0).", rich_help_panel="Grid", show_default=False)] = None,
+    radius: Annotated[Optional[float], typer.Option("--radius", help="Atom sphere radius, Å (default: 0.5).", rich_help_panel="Grid", show_default=False)] = None,
+    channels: Annotated[Optional[str], typer.Option("--channels", help='Element groups (default: "C;N;O;P;S,SE;*").', rich_help_panel="Grid", show_default=False)] = None,
+    protein_channel: Annotated[Optional[bool], typer.Option("--protein-channel/--no-protein-channel", help="Add a channel flagging protein atoms (default: on).", rich_help_panel="Grid", show_default=False)] = None,
     keep_hydrogens: Annotated[Optional[bool], typer.Option("--keep-hydrogens", help="Keep H and D atoms.", rich_help_panel="Grid", show_default=False)] = None,
     keep_water: Annotated[Optional[bool], typer.Option("--keep-water", help="Keep waters.", rich_help_panel="Grid", show_default=False)] = None,
-    split: Annotated[Optional[SplitChoice], typer.Option("--split", help="predefined (the source's), protein (whole proteins per split) or random [default: predefined if the source has splits, else protein].", rich_help_panel="Data", show_default=False)] = None,
+    split: Annotated[Optional[SplitChoice], typer.Option("--split", help="predefined (the source's), protein (whole proteins per split) or random (default: predefined if the source has splits, else protein).", rich_help_panel="Data", show_default=False)] = None,
     seed: Seed = None,
+    label_field: Annotated[Optional[str], typer.Option("--label-field", help="SDF property holding the affinity (sdf-series).", rich_help_panel="Data", show_default=False)] = None,
+    label_unit: Annotated[str, typer.Option("--label-unit", help="Unit of --label-field: pK, M, mM, uM, nM, pM, kcal/mol or kJ/mol (ΔG at 298.15 K).", rich_help_panel="Data")] = "pK",
     report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV.", dir_okay=False, rich_help_panel="Data")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Read complexes, voxelize them and write one HDF5 file.
 
     Example: [bold]lba voxelize ../shared/data/atom3d_lba_demo/split-by-protein -o demo.h5[/]
+    (or: lba voxelize protein.pdb series.sdf --format sdf-series --label-field dG --label-unit kcal/mol -o series.h5)
     """
     from lba_cli.config import GridConfig
     from lba_cli.data.build import build_dataset, write_skip_report
@@ -64,15 +69,23 @@ def voxelize(
                 status.update(f"reading complexes: {counter['n']} ({complex_id})")
 
         result = build_dataset(sources, output, grid, fmt=SourceFormat(fmt.value),
-                               split=SplitKind(split.value) if split else None, seed=seed or 0, on_complex=seen)
+                               split=SplitKind(split.value) if split else None, seed=seed or 0, on_complex=seen,
+                               label_field=label_field, label_unit=label_unit)
+    for message in result.messages:
+        stderr.print(f"[cyan]note:[/] {message}", highlight=False)
+    for complex_id, note in result.notes:
+        stderr.print(f"[dim]{complex_id}: {note}[/]", highlight=False)
     for item in result.skipped:
-        stderr.print(f"[yellow]skipped[/] {item.complex_id} ({item.stage}): {item.reason}", highlight=False, soft_wrap=True)
+        stderr.print(f"[yellow]skipped[/] {item.complex_id} ({item.stage}): {item.reason}", highlight=False)
     if report is not None:
         write_skip_report(report, result.skipped)
     counts = ", ".join(f"{split} {n}" for split, n in result.counts.items())
-    leaks = sum(result.leakage.values())
-    stdout.print(f"wrote {result.output}: {result.num_written} complexes ({counts}); {len(result.skipped)} skipped; "
-                 f"{len(result.notes)} read with notes", highlight=False, soft_wrap=True)
-    stdout.print("leakage check: proteins shared between splits: "
-                 + ", ".join(f"{k} {v}" for k, v in result.leakage.items())
-                 + (" [red](leaky split)[/]" if leaks else ""), highlight=False, soft_wrap=True)
+    stdout.print(f"wrote {result.output}: {result.num_written} complexes ({counts}; split {result.split_kind}); "
+                 f"{len(result.skipped)} skipped; {len(result.notes)} read with notes", highlight=False)
+    proteins = ", ".join(f"{k} {v}" for k, v in result.leakage.items())
+    ligands = ", ".join(f"{k} {v}" for k, v in result.ligand_leakage.items())
+    unknown = (f" [yellow](incomplete: {result.unknown_proteins} complexes have no protein identity)[/]"
+               if result.unknown_proteins else "")
+    leaky = " [red](leaky split)[/]" if sum(result.leakage.values()) else ""
+    stdout.print(f"leakage check: proteins shared between splits: {proteins}{leaky}{unknown}", highlight=False)
+    stdout.print(f"leakage check: ligands (same SMILES) shared between splits: {ligands}", highlight=False)

@@ -39,7 +39,7 @@ def _report_skipped(skipped: list[tuple[str, str]]) -> None:
 def evaluate(
     runs: Runs,
     split: Annotated[SplitName, typer.Option("--split", help="Split to evaluate.")] = SplitName.test,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file [default: the run's own].", exists=True, dir_okay=False)] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file (default: the run's own).", exists=True, dir_okay=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     device: Device = None,
     runs_dir: RunsDir = None,
@@ -59,8 +59,14 @@ def evaluate(
     labels, _ = labels_for(found, store) if found else ([], "")
     results, data_files = [], []
     for run, label in zip(found, labels):
+        if run.status["status"] != "completed":
+            stderr.print(f"[yellow]warning:[/] run {run.id} is {run.status['status']}: evaluating its best epoch so far",
+                         highlight=False)
         result = evaluate_run(store, str(run.path), split.value, data, device or "auto")
         stderr.print(f"predictions: {result.path}", highlight=False)
+        if result.metrics["n"] < 3:
+            stderr.print(f"[yellow]note:[/] {split.value} has {int(result.metrics['n'])} complex(es): correlations "
+                         "are undefined (nan)", highlight=False)
         results.append((label, result))
         used = data or Path(run.config["finetune"]["data_path"])
         if used.resolve() not in data_files:
@@ -84,8 +90,8 @@ def _evaluation_row(label: str, result) -> dict:
 def plot(
     runs: Runs,
     output: Annotated[Path, typer.Option("--output", "-o", help="Figure file: .png, .svg or .pdf.", dir_okay=False)],
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="Metric or glob, repeatable (e.g. 'val/*') [default: val/loss, val/rmse, val/pearson, train/loss].", show_default=False)] = None,
-    color_by: Annotated[Optional[str], typer.Option("--color-by", help="Setting that picks the colour, e.g. train.lr [default: the run label].", show_default=False)] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="Metric or glob, repeatable (e.g. 'val/*') (default: val/loss, val/rmse, val/pearson, train/loss).", show_default=False)] = None,
+    color_by: Annotated[Optional[str], typer.Option("--color-by", help="Setting that picks the colour, e.g. train.lr (default: the run label).", show_default=False)] = None,
     kind: Annotated[PlotKind, typer.Option("--kind", help="curves (metrics per epoch) or scatter (predicted vs measured pK).")] = PlotKind.curves,
     x: Annotated[XAxis, typer.Option("--x", help="x axis of curves.")] = XAxis.epoch,
     split: Annotated[SplitName, typer.Option("--split", help="Split of the scatter plot.")] = SplitName.test,
@@ -103,13 +109,20 @@ def plot(
     from lba_cli.metrics import regression_metrics
     from lba_cli.plots import curves_frame, plot_curves, plot_scatter, save_plot, select_metrics
 
+    from lba_cli.errors import ConfigError, RunNotFoundError
+
+    if not (0 < width <= 50 and 0 < height <= 50):
+        raise ConfigError(f"figure size {width} x {height} in\nexpected: --width-in and --height-in in (0, 50]")
     store = store_from(runs_dir)
     found, skipped = collect_runs(store, runs)
     _report_skipped(skipped)
     if not found:
-        from lba_cli.errors import RunNotFoundError
-
         raise RunNotFoundError("no runs to plot")
+    if kind is PlotKind.scatter:
+        pretrain = [r.id for r in found if r.kind != "finetune"]
+        if pretrain:
+            raise ConfigError(f"--kind scatter plots predicted pK of fine-tuning runs; {', '.join(pretrain)} "
+                              "pre-trains\nexpected: fine-tuning runs (lba runs list --kind finetune)")
     labels, title = labels_for(found, store, color_by)
     if kind is PlotKind.curves:
         frame = curves_frame([(r.id, label, r.read_metrics()) for r, label in zip(found, labels)])
@@ -122,7 +135,10 @@ def plot(
             parts.append(predictions.with_columns(pl.lit(label).alias("label")))
             m = regression_metrics(predictions["affinity_pk"].to_numpy(), predictions["predicted_pk"].to_numpy())
             scores.append(f"{label}: RMSE {m['rmse']:.2f}, r {m['pearson']:.2f}, ρ {m['spearman']:.2f}")
-        figure = plot_scatter(pl.concat(parts), f"{split.value}: " + "; ".join(scores))
+        if metric or color_by:
+            stderr.print("[yellow]note:[/] --metric and --color-by apply to curves; a scatter plot shows pK",
+                         highlight=False)
+        figure = plot_scatter(pl.concat(parts), f"{split.value} split\n" + "\n".join(scores))
     path = save_plot(figure, output, width, height)
     stdout.print(str(path), highlight=False)
 

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from lba_cli.cli.common import OutputFormat, RunsDir, dump_json, friendly_errors, render_frame, stderr, stdout, store_from
 
-runs_app = typer.Typer(no_args_is_help=True, help="List, inspect, remove and re-index runs.")
+runs_app = typer.Typer(no_args_is_help=True, help="List, inspect, tag, remove and re-index runs.")
+
+
+class KindChoice(str, Enum):
+    pretrain = "pretrain"
+    finetune = "finetune"
+
+
+class ShowFormat(str, Enum):
+    table = "table"
+    json = "json"
 
 
 @runs_app.command("list")
 @friendly_errors
 def list_runs(
-    kind: Annotated[Optional[str], typer.Option("--kind", help="Only pretrain or finetune runs.")] = None,
+    kind: Annotated[Optional[KindChoice], typer.Option("--kind", help="Only pretrain or finetune runs.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Only runs whose name contains this.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only runs with this tag (repeat: all of them).")] = None,
     status: Annotated[Optional[str], typer.Option("--status", help="Only runs with this status (running, completed, interrupted, failed, crashed).")] = None,
@@ -31,7 +42,7 @@ def list_runs(
 
     rows = []
     for row in store_from(runs_dir).index_rows():
-        if (kind and row["kind"] != kind) or (name and name not in (row["name"] or "")):
+        if (kind and row["kind"] != kind.value) or (name and name not in (row["name"] or "")):
             continue
         if (tag and not set(tag) <= set(row["tags"])) or (status and row["status"] != status):
             continue
@@ -47,7 +58,7 @@ def list_runs(
 @friendly_errors
 def show(
     run: Annotated[str, typer.Argument(help="Run id, prefix, name or directory.")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
+    fmt: Annotated[ShowFormat, typer.Option("--format", help="table or json.")] = ShowFormat.table,
     runs_dir: RunsDir = None,
 ) -> None:
     """Config, status, best epoch, metrics, parent run and files of one run.
@@ -58,10 +69,26 @@ def show(
     info = {"id": found.id, "path": str(found.path), "config": found.config, "status": found.status,
             "files": sorted(str(p.relative_to(found.path)) for p in found.path.rglob("*") if p.is_file()
                             and not p.name.startswith("."))}
-    if fmt is OutputFormat.table:
-        from rich.pretty import Pretty
+    if fmt is ShowFormat.table:
+        from rich.table import Table
 
-        stdout.print(Pretty(info))
+        from lba_cli.compare import flatten_config
+
+        table = Table(title=f"run {found.id}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value", overflow="fold")
+        status = info["status"]
+        for key in ("status", "created_at", "started_at", "finished_at", "parent_id", "parent_label", "best_epoch",
+                    "epochs_done", "tags"):
+            if status.get(key) not in (None, [], ""):
+                table.add_row(key, " ".join(status[key]) if isinstance(status[key], list) else str(status[key]))
+        for key, value in sorted(status.get("metrics", {}).items()):
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        for key, value in flatten_config(info["config"]).items():
+            table.add_row(f"config.{key}", str(value))
+        table.add_row("path", info["path"])
+        table.add_row("files", "\n".join(info["files"]))
+        stdout.print(table)
     else:
         sys.stdout.write(dump_json(info) + "\n")
 
@@ -79,8 +106,11 @@ def remove(
     """
     store = store_from(runs_dir)
     found = [store.resolve(r) for r in runs]
-    if not yes and not typer.confirm(f"delete {len(found)} run(s): {', '.join(r.id for r in found)}?"):
-        raise typer.Exit(1)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise typer.BadParameter("refusing to delete without a terminal to confirm; add --yes", param_hint="--yes")
+        if not typer.confirm(f"delete {len(found)} run(s): {', '.join(r.id for r in found)}?"):
+            raise typer.Exit(1)
     for run in found:
         store.remove(run)
         stderr.print(f"removed {run.id}", highlight=False)

@@ -9,19 +9,19 @@ import typer
 
 from lba_cli.cli.common import Device, Name, Quiet, RunsDir, Seed, friendly_errors, stderr, stdout, store_from
 
-Arch = Annotated[Optional[str], typer.Option("--arch", help="cnn, resnet or resnet-bottleneck [default: resnet-bottleneck, or the --init run's].", rich_help_panel="Model", show_default=False)]
+Arch = Annotated[Optional[str], typer.Option("--arch", help="cnn, resnet or resnet-bottleneck (default: resnet-bottleneck, or the --init run's).", rich_help_panel="Model", show_default=False)]
 Widths = Annotated[Optional[list[int]], typer.Option("--width", help="Stem then stage widths, repeated (e.g. --width 64 --width 128 ...).", rich_help_panel="Model", show_default=False)]
-HeadHidden = Annotated[Optional[int], typer.Option("--head-hidden", help="Hidden units of the regression head [default: 256].", rich_help_panel="Model", show_default=False)]
-BottleneckDivisor = Annotated[Optional[int], typer.Option("--bottleneck-divisor", help="Bottleneck width = block input / this [default: 4].", rich_help_panel="Model", show_default=False)]
-Dropout = Annotated[Optional[float], typer.Option("--dropout", help="Dropout in the head(s) [default: 0.5].", rich_help_panel="Model", show_default=False)]
+HeadHidden = Annotated[Optional[int], typer.Option("--head-hidden", help="Hidden units of the regression head (default: 256).", rich_help_panel="Model", show_default=False)]
+BottleneckDivisor = Annotated[Optional[int], typer.Option("--bottleneck-divisor", help="Bottleneck width = block input / this (default: 4).", rich_help_panel="Model", show_default=False)]
+Dropout = Annotated[Optional[float], typer.Option("--dropout", help="Dropout in the head(s) (default: 0.5).", rich_help_panel="Model", show_default=False)]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Epochs to train.", rich_help_panel="Optimization", show_default=False)]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Examples per step.", rich_help_panel="Optimization", show_default=False)]
-Lr = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate [default: 1e-3].", rich_help_panel="Optimization", show_default=False)]
+Lr = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default: 1e-3).", rich_help_panel="Optimization", show_default=False)]
 Patience = Annotated[Optional[int], typer.Option("--patience", help="Stop after this many epochs without a better val loss.", rich_help_panel="Optimization", show_default=False)]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Data-loading worker processes [default: 0].", rich_help_panel="System", show_default=False)]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Data-loading worker processes (default: 0).", rich_help_panel="System", show_default=False)]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings (command-line options override it; see --print-config).", exists=True, dir_okay=False, rich_help_panel="System", show_default=False)]
 PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as TOML and exit.", rich_help_panel="System")]
-Resume = Annotated[Optional[str], typer.Option("--resume", help="Continue a stopped run (id, prefix, name or directory) from its last checkpoint; other options are ignored.", rich_help_panel="System", show_default=False)]
+Resume = Annotated[Optional[str], typer.Option("--resume", help="Continue a stopped run (id, prefix, name or directory) from its last checkpoint; with --epochs N, train it to N epochs in all. Other options are ignored.", rich_help_panel="System", show_default=False)]
 
 
 def _model_options(arch: str | None, widths: list[int] | None, dropout: float | None, head_hidden: int | None = None,
@@ -56,14 +56,14 @@ def _summary(run: Any) -> None:
 @friendly_errors
 def pretrain(
     structures: Annotated[Optional[list[Path]], typer.Option("--structures", help="Structure files or folders (PDB, mmCIF, PDBQT, .gz) or lba voxelize .h5; repeat for more.", rich_help_panel="Data", show_default=False)] = None,
-    pad: Annotated[Optional[tuple[float, float]], typer.Option("--pad", help="Minimum and maximum padding between the views, Å [default: 1 2].", rich_help_panel="Task", show_default=False)] = None,
-    angle: Annotated[Optional[float], typer.Option("--angle", help="Maximum turn of the neighbour view, degrees [default: 20].", rich_help_panel="Task", show_default=False)] = None,
-    epoch_size: Annotated[Optional[int], typer.Option("--epoch-size", help="Training view pairs per epoch [default: 2048].", rich_help_panel="Task", show_default=False)] = None,
-    val_size: Annotated[Optional[int], typer.Option("--val-size", help="Fixed validation view pairs [default: 512].", rich_help_panel="Task", show_default=False)] = None,
+    pad: Annotated[Optional[tuple[float, float]], typer.Option("--pad", help="Minimum and maximum padding between the views, Å (default: 1 2).", rich_help_panel="Task", show_default=False)] = None,
+    angle: Annotated[Optional[float], typer.Option("--angle", help="Maximum turn of the neighbour view, degrees (default: 20).", rich_help_panel="Task", show_default=False)] = None,
+    epoch_size: Annotated[Optional[int], typer.Option("--epoch-size", help="Training view pairs per epoch (default: 2048).", rich_help_panel="Task", show_default=False)] = None,
+    val_size: Annotated[Optional[int], typer.Option("--val-size", help="Fixed validation view pairs (default: 512).", rich_help_panel="Task", show_default=False)] = None,
     curriculum: Annotated[Optional[int], typer.Option("--curriculum", help="Ramp padding noise and angle from 0 over N epochs.", rich_help_panel="Task", show_default=False)] = None,
     exclude_ids: Annotated[Optional[Path], typer.Option("--exclude-ids", help="File of structure ids to leave out (e.g. downstream val/test proteins).", exists=True, dir_okay=False, rich_help_panel="Data")] = None,
-    box_size: Annotated[Optional[int], typer.Option("--box-size", help="Voxels per side [default: 21].", rich_help_panel="Grid", show_default=False)] = None,
-    resolution: Annotated[Optional[float], typer.Option("--resolution", help="Voxel edge, Å [default: 1.0].", rich_help_panel="Grid", show_default=False)] = None,
+    box_size: Annotated[Optional[int], typer.Option("--box-size", help="Voxels per side (default: 21).", rich_help_panel="Grid", show_default=False)] = None,
+    resolution: Annotated[Optional[float], typer.Option("--resolution", help="Voxel edge, Å (default: 1.0).", rich_help_panel="Grid", show_default=False)] = None,
     arch: Arch = None,
     width: Widths = None,
     bottleneck_divisor: BottleneckDivisor = None,
@@ -92,7 +92,8 @@ def pretrain(
     from lba_cli.resume import resume_run
 
     if resume:
-        _summary(resume_run(store_from(runs_dir), resume, ProgressReporter(stderr, quiet=quiet), kind="pretrain"))
+        _summary(resume_run(store_from(runs_dir), resume, ProgressReporter(stderr, quiet=quiet), kind="pretrain",
+                            num_epochs=epochs))
         return
 
     from lba_cli.config import build_run_config, config_to_toml
@@ -120,10 +121,10 @@ def pretrain(
 @friendly_errors
 def finetune(
     data: Annotated[Optional[Path], typer.Argument(help="HDF5 file from lba voxelize (not needed with --resume).", exists=True, dir_okay=False, show_default=False)] = None,
-    init: Annotated[Optional[str], typer.Option("--init", help="random, or a pre-training run (id, prefix, name or directory) [default: random].", rich_help_panel="Model", show_default=False)] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="random, or a pre-training run (id, prefix, name or directory) (default: random).", rich_help_panel="Model", show_default=False)] = None,
     freeze: Annotated[bool, typer.Option("--freeze", help="Train the head only (encoder BatchNorm in eval mode).", rich_help_panel="Model")] = False,
     unfreeze_after: Annotated[Optional[int], typer.Option("--unfreeze-after", help="Train the head only for N epochs, then everything.", rich_help_panel="Model", show_default=False)] = None,
-    encoder_lr_scale: Annotated[Optional[float], typer.Option("--encoder-lr-scale", help="Encoder learning rate = --lr times this [default: 1].", rich_help_panel="Optimization", show_default=False)] = None,
+    encoder_lr_scale: Annotated[Optional[float], typer.Option("--encoder-lr-scale", help="Encoder learning rate = --lr times this (default: 1).", rich_help_panel="Optimization", show_default=False)] = None,
     arch: Arch = None,
     width: Widths = None,
     bottleneck_divisor: BottleneckDivisor = None,
@@ -155,7 +156,8 @@ def finetune(
     from lba_cli.resume import resume_run
 
     if resume:
-        _summary(resume_run(store_from(runs_dir), resume, ProgressReporter(stderr, quiet=quiet), kind="finetune"))
+        _summary(resume_run(store_from(runs_dir), resume, ProgressReporter(stderr, quiet=quiet), kind="finetune",
+                            num_epochs=epochs))
         return
 
     from lba_cli.config import build_run_config, config_to_toml
@@ -200,11 +202,11 @@ def sweep(
     angle: Annotated[list[float], typer.Option("--angle", help="Maximum angle in degrees, repeated (e.g. --angle 0 --angle 20).", rich_help_panel="Task", show_default=False)],
     seeds: Annotated[str, typer.Option("--seeds", help='Fine-tuning seeds, e.g. "0 1 2" (pre-training uses the first).', rich_help_panel="System")] = "0 1 2",
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for sweep.csv, sweep.md, sweep.png, sweep.json.", file_okay=False)] = Path("sweep"),
-    pretrain_epochs: Annotated[Optional[int], typer.Option("--pretrain-epochs", help="Pre-training epochs [default: 10].", rich_help_panel="Optimization", show_default=False)] = None,
-    epoch_size: Annotated[Optional[int], typer.Option("--epoch-size", help="Pre-training view pairs per epoch [default: 2048].", rich_help_panel="Task", show_default=False)] = None,
-    val_size: Annotated[Optional[int], typer.Option("--val-size", help="Fixed validation view pairs [default: 512].", rich_help_panel="Task", show_default=False)] = None,
-    pretrain_batch_size: Annotated[Optional[int], typer.Option("--pretrain-batch-size", help="View pairs per step [default: 64].", rich_help_panel="Optimization", show_default=False)] = None,
-    finetune_epochs: Annotated[Optional[int], typer.Option("--finetune-epochs", help="Fine-tuning epochs [default: 20].", rich_help_panel="Optimization", show_default=False)] = None,
+    pretrain_epochs: Annotated[Optional[int], typer.Option("--pretrain-epochs", help="Pre-training epochs (default: 10).", rich_help_panel="Optimization", show_default=False)] = None,
+    epoch_size: Annotated[Optional[int], typer.Option("--epoch-size", help="Pre-training view pairs per epoch (default: 2048).", rich_help_panel="Task", show_default=False)] = None,
+    val_size: Annotated[Optional[int], typer.Option("--val-size", help="Fixed validation view pairs (default: 512).", rich_help_panel="Task", show_default=False)] = None,
+    pretrain_batch_size: Annotated[Optional[int], typer.Option("--pretrain-batch-size", help="View pairs per step (default: 64).", rich_help_panel="Optimization", show_default=False)] = None,
+    finetune_epochs: Annotated[Optional[int], typer.Option("--finetune-epochs", help="Fine-tuning epochs (default: 20).", rich_help_panel="Optimization", show_default=False)] = None,
     batch_size: BatchSize = None,
     patience: Patience = None,
     lr: Lr = None,

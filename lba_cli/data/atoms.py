@@ -27,6 +27,9 @@ __all__ = [
     "LigandRead",
     "make_atom_table",
     "atomic_number",
+    "read_structure",
+    "structure_atoms",
+    "chain_sequences",
     "read_structure_atoms",
     "read_ligand_atoms",
     "STRUCTURE_SUFFIXES",
@@ -76,28 +79,70 @@ def make_atom_table(xyz_A: np.ndarray, atomic_numbers: np.ndarray, is_protein: b
     )
 
 
-def read_structure_atoms(path: Path, *, keep_hydrogens: bool = False, keep_water: bool = False) -> pl.DataFrame:
-    """Read the atoms of a receptor or pre-training structure with gemmi.
+# AutoDock atom types (PDBQT columns 78-79) that are not element symbols.
+_AUTODOCK_ELEMENTS = {"A": "C", "NA": "N", "NS": "N", "OA": "O", "OS": "O", "SA": "S", "HD": "H", "HS": "H",
+                      "G0": "C", "G1": "C", "G2": "C", "G3": "C", "CG0": "C", "CG1": "C", "CG2": "C", "CG3": "C",
+                      "W": "O"}
 
-    Args:
-        path: a PDB, mmCIF or PDBQT file, optionally gzip-compressed.
-        keep_hydrogens: keep H and D atoms.
-        keep_water: keep water molecules.
+
+def _pdbqt_as_pdb(text: str) -> str:
+    """Rewrite PDBQT atom records as PDB: the AutoDock type becomes the element column.
+
+    PDBQT puts a partial charge in columns 71-76 and an AutoDock type in 78-79 where PDB has
+    the element in 77-78 (so an aromatic carbon "A" or a chlorine "Cl" would be misread).
+    """
+    lines = []
+    for line in text.splitlines():
+        if line.startswith(("ATOM", "HETATM")):
+            autodock = line[77:79].strip().upper() if len(line) > 77 else ""
+            element = _AUTODOCK_ELEMENTS.get(autodock, autodock)
+            line = line[:66].ljust(66) + " " * 10 + element.rjust(2)
+        elif line.startswith(("ROOT", "ENDROOT", "BRANCH", "ENDBRANCH", "TORSDOF", "REMARK")):
+            continue
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def read_structure(path: Path):
+    """Read a PDB, mmCIF or PDBQT file (gzip or not) with gemmi.
 
     Returns:
-        An atom table (`ATOM_SCHEMA`) with ``is_protein`` True for every atom.
+        A ``gemmi.Structure``.
 
     Raises:
-        DataError: if gemmi cannot read the file or it holds no atoms.
+        DataError: if the file is missing or gemmi cannot read it.
     """
+    import gzip
+
     import gemmi
 
+    path = Path(path)
+    name = path.name.lower()
     try:
-        structure = gemmi.read_structure(str(path), merge_chain_parts=True)
-    except (RuntimeError, ValueError, OSError) as error:
+        if name.endswith((".pdbqt", ".pdbqt.gz")):
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rt") as handle:
+                structure = gemmi.read_pdb_string(_pdbqt_as_pdb(handle.read()))
+        else:
+            structure = gemmi.read_structure(str(path), merge_chain_parts=True)
+    except (RuntimeError, ValueError, OSError, EOFError) as error:
         raise DataError(f"cannot read structure {path}: {error}") from None
     if len(structure) == 0:
         raise DataError(f"no models in structure {path}")
+    return structure
+
+
+def structure_atoms(structure, *, keep_hydrogens: bool = False, keep_water: bool = False,
+                    is_protein: bool = True) -> pl.DataFrame:
+    """Atom table of the first model of a gemmi structure.
+
+    Waters (HOH, WAT, DOD, ...) and hydrogens (H, D) are dropped unless kept; of alternate
+    locations of an atom, the most occupied is kept (the first on a tie). Elements missing
+    from the file were inferred from atom names by gemmi.
+
+    Returns:
+        An atom table (`ATOM_SCHEMA`), possibly empty.
+    """
     xyz: list[tuple[float, float, float]] = []
     numbers: list[int] = []
     best_altloc: dict[tuple, tuple[float, int]] = {}
@@ -115,14 +160,40 @@ def read_structure_atoms(path: Path, *, keep_hydrogens: bool = False, keep_water
                     if seen is not None:
                         if atom.occ > seen[0]:
                             xyz[seen[1]] = (atom.pos.x, atom.pos.y, atom.pos.z)
+                            numbers[seen[1]] = number
                             best_altloc[key] = (atom.occ, seen[1])
                         continue
                     best_altloc[key] = (atom.occ, len(xyz))
                 xyz.append((atom.pos.x, atom.pos.y, atom.pos.z))
                 numbers.append(number)
-    if not xyz:
+    return make_atom_table(np.array(xyz).reshape(-1, 3), np.array(numbers, dtype=np.int64), is_protein)
+
+
+def chain_sequences(structure) -> list[str]:
+    """One-letter sequences of the polymer chains of the first model (for sequence-identity splits)."""
+    import gemmi
+
+    sequences = []
+    for chain in structure[0]:
+        polymer = chain.get_polymer()
+        if len(polymer) >= 10:
+            sequences.append(gemmi.one_letter_code([r.name for r in polymer]))
+    return sequences
+
+
+def read_structure_atoms(path: Path, *, keep_hydrogens: bool = False, keep_water: bool = False) -> pl.DataFrame:
+    """Read the atoms of a receptor or pre-training structure (see `read_structure`, `structure_atoms`).
+
+    Returns:
+        An atom table with ``is_protein`` True for every atom.
+
+    Raises:
+        DataError: if the file cannot be read or no atom is left.
+    """
+    atoms = structure_atoms(read_structure(path), keep_hydrogens=keep_hydrogens, keep_water=keep_water)
+    if atoms.height == 0:
         raise DataError(f"no atoms left in {path} after removing hydrogens and waters")
-    return make_atom_table(np.array(xyz), np.array(numbers), True)
+    return atoms
 
 
 @dataclass(frozen=True)
@@ -132,12 +203,18 @@ class LigandRead:
     Attributes:
         atoms: atom table with ``is_protein`` False.
         path: the file that was used.
-        sanitized: False when RDKit could read it only without sanitisation.
+        sanitized: False when RDKit could read it only without sanitisation (or it was read
+            by gemmi, without bonds).
+        smiles: canonical SMILES (RDKit) when the ligand was sanitised, else None.
     """
 
     atoms: pl.DataFrame
     path: Path
     sanitized: bool
+    smiles: str | None = None
+
+
+LIGAND_SUFFIXES = (".sdf", ".mol", ".mol2", ".pdb", ".pdbqt")
 
 
 def _read_rdkit(path: Path, sanitize: bool):
@@ -152,11 +229,31 @@ def _read_rdkit(path: Path, sanitize: bool):
         return Chem.MolFromMol2File(str(path), sanitize=sanitize, removeHs=False)
     if name.endswith(".pdb"):
         return Chem.MolFromPDBFile(str(path), sanitize=sanitize, removeHs=False)
-    raise DataError(f"unknown ligand format: {path}\nexpected: .sdf, .mol, .mol2 or .pdb")
+    return None
+
+
+def mol_atoms(mol, *, keep_hydrogens: bool = False) -> pl.DataFrame:
+    """Atom table (``is_protein`` False) of the first conformer of an RDKit molecule."""
+    numbers = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()])
+    xyz = mol.GetConformer().GetPositions()
+    keep = numbers != _HYDROGEN if not keep_hydrogens else np.ones(len(numbers), dtype=bool)
+    return make_atom_table(xyz[keep], numbers[keep], False)
+
+
+def _smiles(mol) -> str | None:
+    from rdkit import Chem
+
+    try:
+        return Chem.MolToSmiles(Chem.RemoveHs(mol))
+    except Exception:  # noqa: BLE001 - RDKit raises many error types; no SMILES is not an error
+        return None
 
 
 def read_ligand_atoms(paths: list[Path], *, keep_hydrogens: bool = False) -> LigandRead:
-    """Read a ligand with RDKit, falling back to unsanitised reading, then to the next file.
+    """Read a ligand, falling back to unsanitised reading, then to the next file.
+
+    SDF, MOL and MOL2 go through RDKit (sanitised, then unsanitised); PDB through RDKit,
+    then gemmi; PDBQT (e.g. a docking pose; its first model) through gemmi.
 
     Args:
         paths: candidate files for the same ligand, in order of preference (e.g. the SDF,
@@ -170,19 +267,31 @@ def read_ligand_atoms(paths: list[Path], *, keep_hydrogens: bool = False) -> Lig
         DataError: listing each file tried and why it failed.
     """
     failures = []
-    for path in paths:
+    for path in map(Path, paths):
         if not path.exists():
             failures.append(f"{path.name}: missing")
             continue
-        for sanitize in (True, False):
-            mol = _read_rdkit(path, sanitize)
-            if mol is None or mol.GetNumAtoms() == 0 or mol.GetNumConformers() == 0:
+        name = path.name.lower().removesuffix(".gz")
+        if not name.endswith(LIGAND_SUFFIXES):
+            failures.append(f"{path.name}: not a ligand format (expected {', '.join(LIGAND_SUFFIXES)})")
+            continue
+        if not path.name.lower().endswith(".gz"):
+            for sanitize in (True, False):
+                mol = _read_rdkit(path, sanitize)
+                if mol is None or mol.GetNumAtoms() == 0 or mol.GetNumConformers() == 0:
+                    continue
+                atoms = mol_atoms(mol, keep_hydrogens=keep_hydrogens)
+                if atoms.height == 0:
+                    break
+                return LigandRead(atoms, path, sanitize, _smiles(mol) if sanitize else None)
+        if name.endswith((".pdb", ".pdbqt")):
+            try:
+                atoms = structure_atoms(read_structure(path), keep_hydrogens=keep_hydrogens, keep_water=True,
+                                        is_protein=False)
+            except DataError as error:
+                failures.append(f"{path.name}: {error}")
                 continue
-            numbers = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()])
-            xyz = mol.GetConformer().GetPositions()
-            keep = numbers != _HYDROGEN if not keep_hydrogens else np.ones(len(numbers), dtype=bool)
-            if not keep.any():
-                break
-            return LigandRead(make_atom_table(xyz[keep], numbers[keep], False), path, sanitize)
-        failures.append(f"{path.name}: RDKit could not read it, even unsanitised")
+            if atoms.height:
+                return LigandRead(atoms, path, False, None)
+        failures.append(f"{path.name}: could not be read, even unsanitised")
     raise DataError("cannot read ligand: " + "; ".join(failures or ["no ligand file given"]))

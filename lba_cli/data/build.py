@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import torch
 
 from lba_cli.config import GridConfig
 from lba_cli.data.grids_h5 import write_grids
-from lba_cli.data.sources import ComplexRecord, Skipped, SourceFormat, iter_complexes
+from lba_cli.data.sources import ComplexRecord, Skipped, SourceFormat, SourceNote, iter_complexes, resolve_sources
 from lba_cli.data.splits import SplitKind, assign_splits, shared_between_splits
 from lba_cli.errors import DataError
 from lba_cli.voxelize import make_channel_lookup, voxelize_batch
@@ -35,6 +36,11 @@ class BuildReport:
         skipped: every complex not written, with stage and reason.
         notes: (id, note) for complexes read in a non-default way.
         leakage: proteins shared between splits, e.g. {"train/test": 0, ...}.
+        ligand_leakage: ligands (canonical SMILES) shared between splits.
+        unknown_proteins: complexes whose protein identity is unknown (no UniProt id, no
+            sequence): the protein leakage check cannot see them.
+        messages: what the user should know about the sources and the split.
+        split_kind: the split that was applied.
     """
 
     output: Path
@@ -42,6 +48,10 @@ class BuildReport:
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
     leakage: dict[str, int] = field(default_factory=dict)
+    ligand_leakage: dict[str, int] = field(default_factory=dict)
+    unknown_proteins: int = 0
+    messages: list[str] = field(default_factory=list)
+    split_kind: str = ""
 
     @property
     def num_written(self) -> int:
@@ -83,6 +93,37 @@ def _voxelize_fixed(centers: list[np.ndarray], atoms: list[tuple], grid: GridCon
     return np.concatenate(out)
 
 
+def protein_groups(records: list[ComplexRecord]) -> list[str]:
+    """Protein identity of each complex, for leakage-free splits.
+
+    A UniProt id (or a manifest's ``group``) is used when given. Otherwise complexes that
+    share any identical chain sequence are one protein (union-find over sequences). A
+    complex with neither gets "" (unknown).
+    """
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for record in records:
+        keys = [f"seq:{s}" for s in record.sequences]
+        for a, b in zip(keys, keys[1:]):
+            parent[find(a)] = find(b)
+    groups = []
+    for record in records:
+        if record.protein_group:
+            groups.append(record.protein_group)
+        elif record.sequences:
+            root = find(f"seq:{record.sequences[0]}")
+            groups.append("sequence:" + hashlib.sha1(root.encode()).hexdigest()[:12])  # stable across runs
+        else:
+            groups.append("")
+    return groups
+
+
 def build_dataset(
     sources: list[Path],
     output: Path,
@@ -92,11 +133,14 @@ def build_dataset(
     split: SplitKind | None = None,
     seed: int = 0,
     on_complex: Callable[[str], None] | None = None,
+    label_field: str | None = None,
+    label_unit: str = "pK",
 ) -> BuildReport:
     """Read complexes from every source, voxelize them and write one HDF5 file.
 
     Args:
-        sources: ATOM3D LBA folders or PDBbind folders.
+        sources: ATOM3D LBA folders, PDBbind folders, CSV manifests, or PROTEIN + LIGANDS.sdf
+            (see `lba_cli.data.sources.resolve_sources`).
         output: the ``.h5`` to write (atomically).
         grid: voxelization settings.
         fmt: the layout of every source (detected per source when ``auto``).
@@ -104,6 +148,7 @@ def build_dataset(
             by protein.
         seed: seed of the protein or random split.
         on_complex: called with each complex id as it is read (for progress).
+        label_field, label_unit: the affinity property of an SDF series and its unit.
 
     Returns:
         A `BuildReport`. Later duplicates of an id are skipped with that reason.
@@ -113,9 +158,16 @@ def build_dataset(
     """
     records: list[ComplexRecord] = []
     skipped: list[Skipped] = []
+    messages: list[str] = []
     seen: dict[str, str] = {}
-    for source in sources:
-        for item in iter_complexes(Path(source), fmt, grid):
+    given = {Path(s) for s in sources}
+    for paths, kind in resolve_sources([Path(s) for s in sources], fmt):
+        if paths[0] not in given:  # the user pointed above the data: say where it was found
+            messages.append(f"reading {paths[0]} ({kind.value} data found there)")
+        for item in iter_complexes(paths, kind, grid, label_field=label_field, label_unit=label_unit):
+            if isinstance(item, SourceNote):
+                messages.append(item.text)
+                continue
             if on_complex is not None:
                 on_complex(item.complex_id)
             if isinstance(item, Skipped):
@@ -130,35 +182,52 @@ def build_dataset(
         detail = "; ".join(f"{n} x {r}" for r, n in reasons) or "the sources hold no complexes"
         raise DataError(f"no complex could be read from {', '.join(map(str, sources))}\n{detail}")
 
-    centers, atoms, kept = [], [], []
+    centers, atoms = [], []
     for record in records:
         center, complex_atoms = crop_complex(record, grid)
         centers.append(center)
         atoms.append(complex_atoms)
-        kept.append(record)
 
-    ids = [r.complex_id for r in kept]
-    groups = [r.protein_group for r in kept]
-    predefined = [r.split for r in kept]
+    ids = [r.complex_id for r in records]
+    groups = protein_groups(records)
+    predefined = [r.split for r in records]
     if split is None:
-        split = SplitKind.predefined if all(s is not None for s in predefined) else SplitKind.protein
+        with_split = sum(s is not None for s in predefined)
+        split = SplitKind.predefined if with_split == len(records) else SplitKind.protein
+        if 0 < with_split < len(records):
+            messages.append(f"{with_split} of {len(records)} complexes come with a split and the rest do not: "
+                            "all are split anew by protein (--split predefined to refuse)")
+    unknown = sum(1 for g in groups if not g)
+    if unknown and split is SplitKind.protein:
+        messages.append(f"{unknown} complexes have no protein identity (no UniProt id, no chain sequence): each is "
+                        "its own group, so the protein split cannot keep them apart from their relatives")
     splits = assign_splits(ids, groups, split, seed, predefined)
     grids = _voxelize_fixed(centers, atoms, grid)
+    empty = [name for name, total in zip(grid.channel_names, grids.sum(axis=(0, 2, 3, 4))) if total == 0]
+    if empty:
+        messages.append(f"channel(s) {', '.join(empty)} are empty in every complex" +
+                        (" (hydrogens are removed unless --keep-hydrogens)" if any("H" in n.split(",") for n in empty) else ""))
 
     from lba_cli import __version__
 
     write_grids(
-        output, grid, ids=ids, affinity_pk=np.array([r.affinity_pk for r in kept]), split=splits,
-        protein_group=groups, source=[r.source for r in kept], center_A=np.array(centers), atoms=atoms,
+        output, grid, ids=ids, affinity_pk=np.array([r.affinity_pk for r in records]), split=splits,
+        protein_group=groups, source=[r.source for r in records], center_A=np.array(centers), atoms=atoms,
         grids=grids, sources=[str(s) for s in sources], lba_version=__version__,
+        extra_text={"affinity_measure": [r.measure for r in records], "affinity_operator": [r.operator for r in records],
+                    "ligand_smiles": [r.ligand_smiles for r in records]},
     )
     counts = Counter(splits)
     return BuildReport(
         output=Path(output),
         counts={s: counts.get(s, 0) for s in ("train", "val", "test")},
         skipped=skipped,
-        notes=[(r.complex_id, note) for r in kept for note in r.notes],
+        notes=[(r.complex_id, note) for r in records for note in r.notes],
         leakage=shared_between_splits(splits, groups),
+        ligand_leakage=shared_between_splits(splits, [r.ligand_smiles for r in records]),
+        unknown_proteins=unknown,
+        messages=messages,
+        split_kind=split.value,
     )
 
 

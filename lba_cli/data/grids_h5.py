@@ -11,6 +11,9 @@ Layout (format ``lba-grids``, version 1). M complexes, A atoms in all, C channel
     /complexes/split           (M,)      str      train | val | test
     /complexes/protein_group   (M,)      str      protein identity used for splitting ("" if none)
     /complexes/source          (M,)      str      file or folder the complex came from
+    /complexes/affinity_measure (M,)     str      Kd, Ki, IC50, ... ("" if the source does not say)
+    /complexes/affinity_operator (M,)    str      =, <, >, <=, >=, ~ ("" if unknown)
+    /complexes/ligand_smiles   (M,)      str      canonical SMILES ("" if unknown), for leakage checks
     /complexes/center_A        (M, 3)    float32  box centre = ligand centroid, Å
     /complexes/atom_offset     (M + 1,)  int64    complex i owns atoms [offset[i], offset[i+1])
     /atoms/xyz_A               (A, 3)    float32  coordinates in the structure's frame, Å
@@ -117,6 +120,7 @@ def write_grids(
     grids: np.ndarray,
     sources: list[str],
     lba_version: str,
+    extra_text: dict[str, list[str]] | None = None,
 ) -> None:
     """Write a complete file atomically (temporary file, then rename).
 
@@ -130,6 +134,8 @@ def write_grids(
         grids: float32 array of shape (M, C, L, L, L).
         sources: the source paths given to `lba voxelize`.
         lba_version: recorded in the attributes.
+        extra_text: more per-complex text columns under /complexes (affinity_measure,
+            affinity_operator, ligand_smiles).
 
     Raises:
         DataError: if the ids are not unique or there is nothing to write.
@@ -163,6 +169,8 @@ def write_grids(
             c.create_dataset("protein_group", data=np.array(protein_group, dtype=object), dtype=text)
             c.create_dataset("source", data=np.array(source, dtype=object), dtype=text)
             c.create_dataset("center_A", data=np.asarray(center_A, dtype=np.float32).reshape(-1, 3))
+            for name, values in (extra_text or {}).items():
+                c.create_dataset(name, data=np.array(values, dtype=object), dtype=text)
             c.create_dataset("atom_offset", data=offsets)
             a = f.create_group(GROUP_ATOMS)
             a.create_dataset("xyz_A", data=np.concatenate([x[0] for x in atoms]).astype(np.float32), compression="gzip")

@@ -19,13 +19,22 @@ import polars as pl
 
 from lba_cli.config import GridConfig
 from lba_cli.data.affinity import parse_affinity
-from lba_cli.data.atoms import WATER_NAMES, atomic_number, make_atom_table, read_ligand_atoms, read_structure_atoms
+from lba_cli.data.atoms import (
+    WATER_NAMES,
+    atomic_number,
+    chain_sequences,
+    make_atom_table,
+    read_ligand_atoms,
+    read_structure,
+    structure_atoms,
+)
 from lba_cli.errors import DataError, LbaError
 
 __all__ = [
     "SourceFormat",
     "ComplexRecord",
     "Skipped",
+    "SourceNote",
     "SPLITS",
     "detect_format",
     "find_atom3d_lmdbs",
@@ -33,6 +42,12 @@ __all__ = [
     "iter_pdbbind",
     "read_pdbbind_index",
     "iter_complexes",
+    "iter_csv_manifest",
+    "iter_sdf_series",
+    "resolve_sources",
+    "series_label_to_pk",
+    "canonical_smiles",
+    "LABEL_UNITS",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -44,6 +59,8 @@ class SourceFormat(str, Enum):
     auto = "auto"
     atom3d = "atom3d"
     pdbbind = "pdbbind"
+    csv = "csv"
+    sdf_series = "sdf-series"
 
 
 @dataclass
@@ -59,6 +76,10 @@ class ComplexRecord:
         protein_group: the protein's identity for leakage-free splits (UniProt id), or "".
         source: the file or folder it was read from.
         notes: how it was read when that matters (e.g. "ligand read unsanitised").
+        measure: ``Kd``, ``Ki``, ``IC50``, ... when known ("" otherwise).
+        operator: ``=``, ``<``, ``>``, ``<=``, ``>=`` or ``~`` when known.
+        sequences: the receptor's chain sequences (one-letter), for sequence-identity splits.
+        ligand_smiles: canonical SMILES of the ligand when known (leakage check).
     """
 
     complex_id: str
@@ -69,6 +90,17 @@ class ComplexRecord:
     protein_group: str = ""
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    measure: str = ""
+    operator: str = ""
+    sequences: tuple[str, ...] = ()
+    ligand_smiles: str = ""
+
+
+@dataclass(frozen=True)
+class SourceNote:
+    """Something about a whole source the user should know (e.g. index entries without files)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -82,24 +114,102 @@ class Skipped:
 
 
 def detect_format(path: Path) -> SourceFormat:
-    """Guess the layout of a source path.
+    """Guess the layout of one source path (see `resolve_sources` for the full rules).
 
     Raises:
-        DataError: if it is neither an ATOM3D LMDB tree nor a PDBbind folder.
+        DataError: if it is neither an ATOM3D LMDB tree, a PDBbind folder nor a CSV manifest.
     """
-    if not path.exists():
-        raise DataError(f"source not found: {path}")
-    if path.is_dir():
-        if find_atom3d_lmdbs(path, strict=False):
+    return resolve_sources([Path(path)], SourceFormat.auto)[0][1]
+
+
+def _candidate_roots(path: Path, depth: int = 3) -> list[tuple[Path, SourceFormat]]:
+    """Data roots at most ``depth`` levels below ``path`` (for a user who pointed too high)."""
+    found: list[tuple[Path, SourceFormat]] = []
+    frontier = [path]
+    for _ in range(depth):
+        nxt = []
+        for folder in frontier:
+            for child in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+                if find_atom3d_lmdbs(child, strict=False):
+                    found.append((child, SourceFormat.atom3d))
+                elif _is_pdbbind_root(child):
+                    found.append((child, SourceFormat.pdbbind))
+                else:
+                    nxt.append(child)
+        frontier = nxt[:200]
+    # an LMDB split folder (data/test) is found below its split root too: keep the outermost
+    roots = []
+    for candidate, fmt in found:
+        if not any(candidate != other and other in candidate.parents for other, _ in found):
+            roots.append((candidate, fmt))
+    return roots
+
+
+def resolve_sources(paths: list[Path], fmt: SourceFormat) -> list[tuple[tuple[Path, ...], SourceFormat]]:
+    """Decide what each source is: [(paths, format)], one entry per source.
+
+    ``auto`` rules: a ``.csv`` file is a manifest; a structure file followed by an ``.sdf``
+    is a series (protein, ligands); ``data.mdb`` or a folder holding LMDB data is ATOM3D; a
+    folder with an ``INDEX_*`` file is PDBbind. A folder above exactly one data root is
+    taken as that root (with a note); above several, the error lists them.
+
+    Raises:
+        DataError: naming the path and what was expected.
+    """
+    from lba_cli.data.atoms import is_structure_file
+
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        if not path.exists():
+            raise DataError(f"source not found: {path}")
+    if fmt is SourceFormat.sdf_series or (fmt is SourceFormat.auto and len(paths) == 2 and is_structure_file(paths[0])
+                                          and paths[1].name.lower().endswith(".sdf")):
+        if len(paths) != 2 or not paths[1].name.lower().endswith((".sdf", ".sdf.gz")):
+            raise DataError("--format sdf-series takes two sources: PROTEIN (pdb/cif/pdbqt) and LIGANDS.sdf")
+        return [((paths[0], paths[1]), SourceFormat.sdf_series)]
+    out = []
+    for path in paths:
+        kind = fmt
+        if fmt is SourceFormat.auto:
+            kind = _detect_one(path)
+        if kind is SourceFormat.auto:
+            roots = _candidate_roots(path)
+            if len(roots) == 1:
+                path, kind = roots[0]
+            else:
+                listed = "\n  ".join(f"{p}  ({f.value})" for p, f in roots[:10])
+                hint = f"\nfound data below it; give one of:\n  {listed}" if roots else ""
+                raise DataError(
+                    f"cannot tell what {path} holds\n"
+                    "expected: an ATOM3D LBA folder (data/{train,val,test}/data.mdb or one LMDB folder), a PDBbind "
+                    "folder (<id>/<id>_protein.pdb and an index/INDEX_* file) or a CSV manifest" + hint)
+        out.append(((path,), kind))
+    return out
+
+
+def _detect_one(path: Path) -> SourceFormat:
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith(".csv"):
+            return SourceFormat.csv
+        if name == "data.mdb":
             return SourceFormat.atom3d
-        if _find_pdbbind_index(path) is not None:
-            return SourceFormat.pdbbind
-    raise DataError(
-        f"cannot tell what {path} holds\n"
-        "expected: an ATOM3D LBA folder (data/{train,val,test}/data.mdb or one LMDB folder) "
-        "or a PDBbind folder (<id>/<id>_protein.pdb and an index/INDEX_* file); "
-        "name the layout with --format"
-    )
+        return SourceFormat.auto
+    if find_atom3d_lmdbs(path, strict=False):
+        return SourceFormat.atom3d
+    if _is_pdbbind_root(path):
+        return SourceFormat.pdbbind
+    return SourceFormat.auto
+
+
+def _is_pdbbind_root(path: Path) -> bool:
+    """An INDEX_* file and at least one <id>/<id>_protein|pocket.pdb[.gz] folder."""
+    if _find_pdbbind_index(path) is None:
+        return False
+    for folder in path.iterdir():
+        if folder.is_dir() and _CODE.match(folder.name.lower()) and any(folder.glob(f"{folder.name}_p*.pdb*")):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------- ATOM3D
@@ -109,7 +219,7 @@ def _is_lmdb(path: Path) -> bool:
     return (path / "data.mdb").is_file()
 
 
-def find_atom3d_lmdbs(path: Path, *, strict: bool = True) -> dict[str | None, Path]:
+def find_atom3d_lmdbs(path: Path, *, strict: bool = True) -> dict[str | None, Path]:  # noqa: C901
     """Locate the LMDB folders of an ATOM3D LBA dataset.
 
     Accepts a split root (``<root>/data/{train,val,test}``), its ``data`` folder, one LMDB
@@ -186,6 +296,25 @@ def _atom3d_atoms(table: dict, is_protein: bool, grid: GridConfig) -> pl.DataFra
     return make_atom_table(xyz, numbers, is_protein)
 
 
+def _atom3d_sequences(seq: object) -> tuple[str, ...]:
+    """ATOM3D stores [[chain description, sequence], ...]; keep the sequences."""
+    if not isinstance(seq, list):
+        return ()
+    return tuple(item[1] for item in seq if isinstance(item, list) and len(item) == 2 and isinstance(item[1], str)
+                 and len(item[1]) >= 10)
+
+
+def canonical_smiles(smiles: str) -> str:
+    """RDKit canonical SMILES without explicit hydrogens ("" when unreadable)."""
+    if not smiles:
+        return ""
+    from rdkit import Chem, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    return Chem.MolToSmiles(Chem.RemoveHs(mol)) if mol is not None else ""
+
+
 def iter_atom3d(path: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skipped]:
     """Read every complex of an ATOM3D LBA dataset (read-only, no lock file).
 
@@ -229,7 +358,9 @@ def iter_atom3d(path: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skippe
                 if ligand.height == 0 or protein.height == 0:
                     yield Skipped(complex_id, source, "parse", "no ligand atoms" if ligand.height == 0 else "no protein atoms")
                     continue
-                yield ComplexRecord(complex_id, pk, protein, ligand, split=split, source=source)
+                yield ComplexRecord(complex_id, pk, protein, ligand, split=split, source=source,
+                                    sequences=_atom3d_sequences(record.get("seq")),
+                                    ligand_smiles=canonical_smiles(record.get("smiles") or ""))
         env.close()
 
 
@@ -299,7 +430,7 @@ def _first_existing(*paths: Path) -> Path | None:
     return next((p for p in paths if p.exists()), None)
 
 
-def iter_pdbbind(root: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skipped]:
+def iter_pdbbind(root: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skipped | SourceNote]:
     """Read a PDBbind folder: ``<root>/<id>/<id>_protein.pdb[.gz]`` + ``<id>_ligand.{sdf,mol2}``.
 
     The receptor is the whole protein file (the pocket file only when there is no protein
@@ -312,13 +443,17 @@ def iter_pdbbind(root: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skipp
     index_path = _find_pdbbind_index(root)
     if index_path is None:
         raise DataError(f"no PDBbind index in {root}\nexpected: index/INDEX_*data* (e.g. INDEX_refined_data.2019)")
-    labels = {row["complex_id"]: row["affinity_pk"] for row in read_pdbbind_index(index_path).iter_rows(named=True)}
+    index = {row["complex_id"]: row for row in read_pdbbind_index(index_path).iter_rows(named=True)}
     groups = _read_name_index(root)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and _CODE.match(p.name.lower()))
+    without_folder = sorted(set(index) - {f.name.lower() for f in folders})
+    if without_folder:
+        yield SourceNote(f"{len(without_folder)} entries of {index_path.name} have no structure folder in {root} "
+                         f"(e.g. {', '.join(without_folder[:3])}); an index may list more than a folder holds")
     for folder in folders:
         complex_id = folder.name.lower()
         source = str(folder)
-        if complex_id not in labels:
+        if complex_id not in index:
             yield Skipped(complex_id, source, "label", f"no entry in {index_path.name}")
             continue
         stem = folder / folder.name
@@ -327,11 +462,15 @@ def iter_pdbbind(root: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skipp
             yield Skipped(complex_id, source, "read", "no <id>_protein.pdb[.gz] or <id>_pocket.pdb[.gz]")
             continue
         try:
-            protein = read_structure_atoms(protein_path, keep_hydrogens=grid.keep_hydrogens, keep_water=grid.keep_water)
+            structure = read_structure(protein_path)
+            protein = structure_atoms(structure, keep_hydrogens=grid.keep_hydrogens, keep_water=grid.keep_water)
             ligand = read_ligand_atoms([Path(f"{stem}_ligand.sdf"), Path(f"{stem}_ligand.mol2")],
                                        keep_hydrogens=grid.keep_hydrogens)
         except LbaError as error:
             yield Skipped(complex_id, source, "read", str(error))
+            continue
+        if protein.height == 0:
+            yield Skipped(complex_id, source, "read", f"no protein atoms in {protein_path.name}")
             continue
         notes = []
         if "pocket" in protein_path.name:
@@ -340,13 +479,175 @@ def iter_pdbbind(root: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skipp
             notes.append(f"ligand read unsanitised from {ligand.path.name}")
         elif not ligand.path.name.endswith(".sdf"):
             notes.append(f"ligand read from {ligand.path.name}")
-        yield ComplexRecord(complex_id, labels[complex_id], protein, ligand.atoms, split=None,
-                            protein_group=groups.get(complex_id, ""), source=source, notes=notes)
+        entry = index[complex_id]
+        yield ComplexRecord(complex_id, entry["affinity_pk"], protein, ligand.atoms, split=None,
+                            protein_group=groups.get(complex_id, ""), source=source, notes=notes,
+                            measure=entry["measure"], operator=entry["operator"],
+                            sequences=tuple(chain_sequences(structure)), ligand_smiles=ligand.smiles or "")
 
 
-def iter_complexes(path: Path, fmt: SourceFormat, grid: GridConfig) -> Iterator[ComplexRecord | Skipped]:
-    """Dispatch to the reader of ``fmt`` (detected when ``auto``)."""
-    fmt = detect_format(path) if fmt is SourceFormat.auto else fmt
+# ------------------------------------------------------------------------ CSV manifest
+
+CSV_COLUMNS = ("id", "protein", "ligand")
+
+
+def iter_csv_manifest(path: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skipped]:
+    """Read a CSV manifest: ``id``, ``protein``, ``ligand``, then ``affinity_pk`` (a number) or
+    ``affinity`` (e.g. ``Kd=11.3nM``), and optionally ``split`` and ``group`` (protein identity).
+
+    Paths may be absolute or relative to the CSV's folder.
+
+    Raises:
+        DataError: if the file cannot be parsed or lacks required columns.
+    """
+    from lba_cli.data.affinity import parse_affinity
+
+    try:
+        table = pl.read_csv(path, infer_schema_length=0)  # every column as text; we convert
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise DataError(f"cannot read CSV manifest {path}: {error}") from None
+    missing = [c for c in CSV_COLUMNS if c not in table.columns]
+    if missing or not ({"affinity_pk", "affinity"} & set(table.columns)):
+        raise DataError(f"{path}: columns {table.columns}\nexpected: id, protein, ligand, affinity_pk or affinity "
+                        "(and optionally split, group)")
+    folder = path.parent
+    for number, row in enumerate(table.iter_rows(named=True), start=2):
+        complex_id = (row["id"] or "").strip()
+        source = f"{path}:{number}"
+        if not complex_id:
+            yield Skipped(f"row {number}", source, "parse", "empty id")
+            continue
+        measure = operator = ""
+        try:
+            if row.get("affinity_pk") not in (None, ""):
+                pk = float(row["affinity_pk"])
+            elif row.get("affinity") not in (None, ""):
+                parsed = parse_affinity(row["affinity"])
+                pk, measure, operator = parsed.affinity_pk, parsed.measure, parsed.operator
+            else:
+                yield Skipped(complex_id, source, "label", "no affinity_pk or affinity value")
+                continue
+        except (ValueError, DataError) as error:
+            yield Skipped(complex_id, source, "label", f"unreadable label: {error}")
+            continue
+        if not np.isfinite(pk):
+            yield Skipped(complex_id, source, "label", f"label is not a finite number: {pk}")
+            continue
+        split = (row.get("split") or "").strip().lower() or None
+        if split is not None and split not in SPLITS:
+            yield Skipped(complex_id, source, "split", f"split {split!r} is not train, val or test")
+            continue
+        protein_path, ligand_path = folder / (row["protein"] or ""), folder / (row["ligand"] or "")
+        try:
+            structure = read_structure(protein_path)
+            protein = structure_atoms(structure, keep_hydrogens=grid.keep_hydrogens, keep_water=grid.keep_water)
+            ligand = read_ligand_atoms([ligand_path], keep_hydrogens=grid.keep_hydrogens)
+        except LbaError as error:
+            yield Skipped(complex_id, source, "read", str(error))
+            continue
+        if protein.height == 0:
+            yield Skipped(complex_id, source, "read", f"no protein atoms in {protein_path.name}")
+            continue
+        notes = [] if ligand.sanitized else [f"ligand read without sanitisation from {ligand.path.name}"]
+        yield ComplexRecord(complex_id, pk, protein, ligand.atoms, split=split, protein_group=(row.get("group") or ""),
+                            source=source, notes=notes, measure=measure, operator=operator,
+                            sequences=tuple(chain_sequences(structure)), ligand_smiles=ligand.smiles or "")
+
+
+# ------------------------------------------------------------------------- SDF series
+
+LABEL_UNITS = ("pK", "M", "mM", "uM", "nM", "pM", "kcal/mol", "kJ/mol")
+
+
+def series_label_to_pk(value: str, unit: str) -> float:
+    """Convert one SDF property value to pK.
+
+    Args:
+        value: the property's text (a number, or a PDBbind-style string like ``Ki=5nM``).
+        unit: ``pK``; a concentration unit (``M`` .. ``pM``) for Kd/Ki/IC50 values; or a
+            binding free energy in ``kcal/mol`` or ``kJ/mol`` (converted at 298.15 K).
+
+    Raises:
+        DataError: for a non-numeric value or an unknown unit.
+    """
+    from lba_cli.data.affinity import UNIT_MOLAR, parse_affinity, pk_from_delta_g, pk_from_molar
+
+    text = value.strip()
+    if unit not in LABEL_UNITS:
+        raise DataError(f"unknown --label-unit {unit!r}\nexpected one of: {', '.join(LABEL_UNITS)}")
+    try:
+        number = float(text)
+    except ValueError:
+        if unit != "pK" and not unit.endswith("/mol"):
+            return parse_affinity(text).affinity_pk
+        raise DataError(f"label {text!r} is not a number") from None
+    if unit == "pK":
+        return number
+    if unit == "kcal/mol":
+        return pk_from_delta_g(number)
+    if unit == "kJ/mol":
+        return pk_from_delta_g(number / 4.184)
+    return pk_from_molar(number * UNIT_MOLAR[unit])
+
+
+def iter_sdf_series(protein_path: Path, sdf_path: Path, grid: GridConfig, label_field: str | None,
+                    label_unit: str) -> Iterator[ComplexRecord | Skipped]:
+    """One protein and a multi-record SDF (a congeneric series, as in free-energy benchmarks).
+
+    Each record is one complex, with id ``<title>_<n>`` (n counts records from 1) and the
+    affinity from its ``label_field`` property in ``label_unit``.
+
+    Raises:
+        DataError: if the protein cannot be read or ``label_field`` is not given.
+    """
+    from rdkit import Chem, RDLogger
+
+    from lba_cli.data.atoms import mol_atoms
+
+    if not label_field:
+        raise DataError("--format sdf-series needs --label-field NAME (the SDF property holding the affinity)")
+    RDLogger.DisableLog("rdApp.*")
+    structure = read_structure(protein_path)
+    protein = structure_atoms(structure, keep_hydrogens=grid.keep_hydrogens, keep_water=grid.keep_water)
+    if protein.height == 0:
+        raise DataError(f"no protein atoms in {protein_path}")
+    sequences = tuple(chain_sequences(structure))
+    sanitized = Chem.SDMolSupplier(str(sdf_path), sanitize=True, removeHs=False)
+    raw = Chem.SDMolSupplier(str(sdf_path), sanitize=False, removeHs=False)
+    for index in range(len(raw)):
+        mol, notes = sanitized[index], []
+        if mol is None:
+            mol, notes = raw[index], ["ligand read without sanitisation"]
+        source = f"{sdf_path}#{index + 1}"
+        if mol is None:
+            yield Skipped(f"record_{index + 1}", source, "read", "RDKit could not read this SDF record")
+            continue
+        title = (mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "") or "mol"
+        complex_id = f"{title.replace(' ', '_')}_{index + 1}"
+        if not mol.HasProp(label_field):
+            yield Skipped(complex_id, source, "label", f"no {label_field!r} property")
+            continue
+        try:
+            pk = series_label_to_pk(mol.GetProp(label_field), label_unit)
+        except DataError as error:
+            yield Skipped(complex_id, source, "label", str(error))
+            continue
+        atoms = mol_atoms(mol, keep_hydrogens=grid.keep_hydrogens)
+        if atoms.height == 0:
+            yield Skipped(complex_id, source, "read", "no ligand atoms")
+            continue
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol)) if not notes else ""
+        yield ComplexRecord(complex_id, pk, protein, atoms, split=None, protein_group=f"series:{protein_path.name}",
+                            source=source, notes=notes, sequences=sequences, ligand_smiles=smiles)
+
+
+def iter_complexes(paths: tuple[Path, ...], fmt: SourceFormat, grid: GridConfig, *, label_field: str | None = None,
+                   label_unit: str = "pK") -> Iterator[ComplexRecord | Skipped]:
+    """Dispatch one resolved source (see `resolve_sources`) to its reader."""
     if fmt is SourceFormat.atom3d:
-        return iter_atom3d(path, grid)
-    return iter_pdbbind(path, grid)
+        return iter_atom3d(paths[0], grid)
+    if fmt is SourceFormat.csv:
+        return iter_csv_manifest(paths[0], grid)
+    if fmt is SourceFormat.sdf_series:
+        return iter_sdf_series(paths[0], paths[1], grid, label_field, label_unit)
+    return iter_pdbbind(paths[0], grid)

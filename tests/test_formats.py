@@ -1,0 +1,329 @@
+"""Every input format users bring, and the quirks of real files, each on data derived from
+../shared/data inside the test."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lba_cli.config import GridConfig
+from lba_cli.data.atoms import read_ligand_atoms, read_structure, read_structure_atoms, structure_atoms
+from lba_cli.data.build import build_dataset, protein_groups
+from lba_cli.data.grids_h5 import read_grid_set
+from lba_cli.data.sources import (
+    ComplexRecord,
+    Skipped,
+    SourceFormat,
+    iter_csv_manifest,
+    iter_pdbbind,
+    iter_sdf_series,
+    resolve_sources,
+    series_label_to_pk,
+)
+from lba_cli.errors import DataError
+
+from conftest import PDBBIND, make_pdbbind_subset, require_shared
+
+
+def protein_lines(complex_id: str = "1a30") -> list[str]:
+    require_shared()
+    with gzip.open(PDBBIND / complex_id / f"{complex_id}_protein.pdb.gz", "rt") as handle:
+        return handle.read().splitlines()
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def heavy(path: Path, **kwargs) -> int:
+    return read_structure_atoms(path, **kwargs).height
+
+
+# ------------------------------------------------------------------ structure formats
+
+
+def test_mmcif_and_gzip_give_the_same_atoms_as_pdb(tmp_path):
+    import gemmi
+
+    pdb = write(tmp_path / "p.pdb", protein_lines())
+    structure = gemmi.read_structure(str(pdb))
+    structure.setup_entities()
+    structure.make_mmcif_document().write_file(str(tmp_path / "p.cif"))
+    with open(pdb, "rb") as src, gzip.open(tmp_path / "p.cif.gz", "wb") as dst:
+        dst.write((tmp_path / "p.cif").read_bytes())
+    a = read_structure_atoms(pdb)
+    for other in (tmp_path / "p.cif", tmp_path / "p.cif.gz", PDBBIND / "1a30" / "1a30_protein.pdb.gz"):
+        b = read_structure_atoms(other)
+        assert b.height == a.height
+        assert np.allclose(a.select("x_A", "y_A", "z_A").to_numpy(), b.select("x_A", "y_A", "z_A").to_numpy(), atol=1e-3)
+        assert a["atomic_number"].to_list() == b["atomic_number"].to_list()
+
+
+AUTODOCK = {"C": "C", "N": "NA", "O": "OA", "S": "SA", "H": "HD"}
+
+
+def as_pdbqt(lines: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        if line.startswith(("ATOM", "HETATM")):
+            element = line[76:78].strip()
+            atom_type = "A" if line[12:16].strip() in ("CG", "CD1", "CD2", "CE1", "CE2", "CZ") else AUTODOCK.get(element, element)
+            out.append(line[:66].ljust(66) + "    +0.000 " + atom_type.ljust(2))
+        else:
+            out.append(line)
+    return out
+
+
+def test_pdbqt_autodock_types_map_to_elements(tmp_path):
+    """A (aromatic C), NA, OA, SA, HD are AutoDock types, not elements; Cl stays chlorine."""
+    lines = protein_lines()
+    pdbqt = write(tmp_path / "p.pdbqt", as_pdbqt(lines))
+    reference = read_structure_atoms(write(tmp_path / "p.pdb", lines))
+    got = read_structure_atoms(pdbqt)
+    assert got["atomic_number"].to_list() == reference["atomic_number"].to_list()
+    ligand = write(tmp_path / "lig.pdbqt", [
+        "MODEL 1", "ROOT",
+        "HETATM    1  C1  LIG A   1       1.000   2.000   3.000  0.00  0.00    +0.100 A ",
+        "HETATM    2 CL1  LIG A   1       2.700   2.000   3.000  0.00  0.00    -0.100 Cl",
+        "ENDROOT", "TORSDOF 0", "ENDMDL"])
+    read = read_ligand_atoms([ligand])
+    assert read.atoms["atomic_number"].to_list() == [6, 17]
+
+
+def test_missing_element_column_is_inferred_from_atom_names(tmp_path):
+    lines = [l[:76] if l.startswith(("ATOM", "HETATM")) else l for l in protein_lines()]
+    assert read_structure_atoms(write(tmp_path / "noelement.pdb", lines))["atomic_number"].to_list() == \
+        read_structure_atoms(write(tmp_path / "p.pdb", protein_lines()))["atomic_number"].to_list()
+
+
+def test_alternate_locations_keep_the_most_occupied(tmp_path):
+    lines = protein_lines()
+    index = next(i for i, l in enumerate(lines) if l.startswith("ATOM") and l[12:16].strip() == "CB")
+    line = lines[index]
+    low = line[:16] + "A" + line[17:54] + "  0.30" + line[60:]
+    moved = f"{float(line[30:38]) + 1.5:8.3f}"
+    high = line[:16] + "B" + line[17:30] + moved + line[38:54] + "  0.70" + line[60:]
+    altered = lines[:index] + [low, high] + lines[index + 1:]
+    atoms = read_structure_atoms(write(tmp_path / "alt.pdb", altered))
+    original = read_structure_atoms(write(tmp_path / "p.pdb", lines))
+    assert atoms.height == original.height  # one copy kept
+    assert np.isclose(atoms["x_A"].to_numpy(), float(moved), atol=1e-3).sum() == 1  # the 0.70 one
+
+
+def test_insertion_codes_are_distinct_residues(tmp_path):
+    """A copy of residue 1 with insertion code A (moved away) adds its atoms; it is not an altloc."""
+    lines = protein_lines()
+    at = [i for i, l in enumerate(lines) if l.startswith("ATOM") and l[21] == "A" and l[22:26] == "   1"]
+    residue = [lines[i] for i in at if lines[i][76:78].strip() != "H"]
+    inserted = [l[:26] + "A" + l[27:30] + f"{float(l[30:38]) + 30:8.3f}" + l[38:] for l in residue]
+    changed = lines[:at[-1] + 1] + inserted + lines[at[-1] + 1:]
+    atoms = read_structure_atoms(write(tmp_path / "ins.pdb", changed))
+    assert atoms.height == read_structure_atoms(write(tmp_path / "p.pdb", lines)).height + len(residue) > len(residue)
+
+
+def test_selenomethionine_counts_with_sulfur(tmp_path):
+    from lba_cli.voxelize import make_channel_lookup
+
+    lines = protein_lines("1bcu")
+    mse = []
+    for l in lines:
+        if l.startswith("ATOM") and l[17:20] == "MET":
+            l = "HETATM" + l[6:17] + "MSE" + l[20:]
+            if l[12:16].strip() == "SD":
+                l = l[:12] + " SE " + l[16:76] + "SE" + l[78:]
+        mse.append(l)
+    atoms = read_structure_atoms(write(tmp_path / "mse.pdb", mse))
+    numbers = atoms["atomic_number"].to_numpy()
+    assert (numbers == 34).sum() > 0
+    lookup = make_channel_lookup(GridConfig())
+    assert lookup[34] == lookup[16] == GridConfig().channel_names.index("S,SE")
+
+
+def test_deuterium_is_removed_like_hydrogen(tmp_path):
+    lines = [l[:76] + " D" + l[78:] if l.startswith("ATOM") and l[76:78].strip() == "H" else l for l in protein_lines()]
+    deuterated = write(tmp_path / "d.pdb", lines)
+    assert heavy(deuterated) == heavy(write(tmp_path / "p.pdb", protein_lines()))
+    assert heavy(deuterated, keep_hydrogens=True) > heavy(deuterated)
+
+
+def test_shifted_water_residue_numbers_in_demo_pockets_are_read():
+    """690 water records in 48 demo pockets put the insertion code in the residue number."""
+    require_shared()
+    quirky = [p for p in sorted(PDBBIND.glob("*/*_pocket.pdb"))
+              if any(l.startswith("HETATM") and l[17:20] == "HOH" and l[25].isalpha() for l in p.read_text().splitlines())]
+    assert len(quirky) == 48
+    for pocket in quirky[:10]:
+        waters = sum(1 for l in pocket.read_text().splitlines()
+                     if l.startswith("HETATM") and l[17:20] == "HOH" and l[76:78].strip() == "O")
+        assert heavy(pocket, keep_water=True) - heavy(pocket) == waters
+
+
+def test_ions_are_kept_in_the_other_channel():
+    from lba_cli.voxelize import make_channel_lookup
+
+    require_shared()
+    pocket = next(p for p in sorted(PDBBIND.glob("*/*_pocket.pdb")) if " ZN " in p.read_text())
+    numbers = read_structure_atoms(pocket)["atomic_number"].to_list()
+    assert 30 in numbers and make_channel_lookup(GridConfig())[30] == GridConfig().channel_names.index("*")
+
+
+# ------------------------------------------------------------------------- ligands
+
+
+def test_unsanitisable_ligand_is_read_unsanitised_and_recorded():
+    require_shared()
+    read = read_ligand_atoms([PDBBIND / "4x6p" / "4x6p_ligand.sdf", PDBBIND / "4x6p" / "4x6p_ligand.mol2"])
+    assert not read.sanitized and read.path.name.endswith(".sdf") and read.atoms.height > 0
+
+
+def test_broken_sdf_falls_back_to_the_mol2(tmp_path):
+    require_shared()
+    (tmp_path / "x_ligand.sdf").write_text("garbage\n")
+    read = read_ligand_atoms([tmp_path / "x_ligand.sdf", PDBBIND / "1a30" / "1a30_ligand.mol2"])
+    assert read.path.suffix == ".mol2" and read.atoms.height > 0
+    with pytest.raises(DataError, match="x_ligand.sdf"):
+        read_ligand_atoms([tmp_path / "x_ligand.sdf"])
+
+
+def test_ligand_element_case_is_normalised():
+    require_shared()
+    # 5aba's SDF spells Br and Cl; ATOM3D spells BR and CL: both must give 35 and 17
+    read = read_ligand_atoms([PDBBIND / "5aba" / "5aba_ligand.sdf"])
+    assert {35, 17} <= set(read.atoms["atomic_number"].to_list())
+
+
+# ------------------------------------------------------------------- CSV manifests
+
+
+def test_csv_manifest_with_labels_strings_splits_and_bad_rows(tmp_path):
+    require_shared()
+    rows = [
+        "id,protein,ligand,affinity,split",
+        f"1a30,{PDBBIND}/1a30/1a30_protein.pdb.gz,{PDBBIND}/1a30/1a30_ligand.sdf,Ki=50uM,train",
+        f"1bcu,{PDBBIND}/1bcu/1bcu_protein.pdb.gz,{PDBBIND}/1bcu/1bcu_ligand.mol2,Kd=0.53mM,test",
+        f"nolabel,{PDBBIND}/1bzc/1bzc_protein.pdb.gz,{PDBBIND}/1bzc/1bzc_ligand.sdf,,train",
+        f"badlabel,{PDBBIND}/1bzc/1bzc_protein.pdb.gz,{PDBBIND}/1bzc/1bzc_ligand.sdf,strong,train",
+        f"missing,{PDBBIND}/1bzc/nope.pdb,{PDBBIND}/1bzc/1bzc_ligand.sdf,Ki=1nM,val",
+    ]
+    manifest = write(tmp_path / "m.csv", rows)
+    items = list(iter_csv_manifest(manifest, GridConfig()))
+    records = {i.complex_id: i for i in items if isinstance(i, ComplexRecord)}
+    skipped = {i.complex_id: i for i in items if isinstance(i, Skipped)}
+    assert set(records) == {"1a30", "1bcu"} and set(skipped) == {"nolabel", "badlabel", "missing"}
+    assert records["1a30"].affinity_pk == pytest.approx(-math.log10(50e-6))
+    assert (records["1a30"].measure, records["1a30"].operator, records["1bcu"].split) == ("Ki", "=", "test")
+    assert skipped["nolabel"].stage == "label" and skipped["missing"].stage == "read"
+
+
+def test_csv_manifest_relative_paths_and_numeric_pk(tmp_path):
+    require_shared()
+    for cid in ("1a30", "1bcu"):
+        shutil.copytree(PDBBIND / cid, tmp_path / cid)
+    write(tmp_path / "m.csv", ["id,protein,ligand,affinity_pk",
+                               "1a30,1a30/1a30_protein.pdb.gz,1a30/1a30_ligand.sdf,4.3",
+                               "1bcu,1bcu/1bcu_protein.pdb.gz,1bcu/1bcu_ligand.sdf,3.28"])
+    assert resolve_sources([tmp_path / "m.csv"], SourceFormat.auto)[0][1] is SourceFormat.csv
+    report = build_dataset([tmp_path / "m.csv"], tmp_path / "m.h5", GridConfig(), split=None)
+    assert report.num_written == 2
+
+
+# ---------------------------------------------------------------------- SDF series
+
+SERIES_UNITS = [("pK", "7.5", 7.5), ("nM", "10", 8.0), ("uM", "2", 5.69897), ("M", "1e-6", 6.0),
+                ("kcal/mol", "-8.184", 6.0), ("kJ/mol", "-34.24", 6.0), ("nM", "Ki=10nM", 8.0)]
+
+
+@pytest.mark.parametrize("unit,value,pk", SERIES_UNITS, ids=[f"{u}:{v}" for u, v, _ in SERIES_UNITS])
+def test_series_label_units(unit, value, pk):
+    assert series_label_to_pk(value, unit) == pytest.approx(pk, abs=2e-3)
+
+
+def test_sdf_series_one_protein_many_records(tmp_path):
+    """A free-energy-benchmark layout built from real ligands: ΔG in kcal/mol per record."""
+    from rdkit import Chem
+
+    require_shared()
+    writer = Chem.SDWriter(str(tmp_path / "series.sdf"))
+    for n, cid in enumerate(("1a30", "1bcu", "1bzc")):
+        mol = Chem.MolFromMolFile(str(PDBBIND / cid / f"{cid}_ligand.sdf"), removeHs=False)
+        mol.SetProp("_Name", f"lig {cid}")
+        if n < 2:
+            mol.SetProp("dG", str(-6.0 - n))
+        writer.write(mol)
+    writer.close()
+    protein = PDBBIND / "1a30" / "1a30_protein.pdb.gz"
+    items = list(iter_sdf_series(protein, tmp_path / "series.sdf", GridConfig(), "dG", "kcal/mol"))
+    records = [i for i in items if isinstance(i, ComplexRecord)]
+    assert [r.complex_id for r in records] == ["lig_1a30_1", "lig_1bcu_2"]
+    assert records[0].affinity_pk == pytest.approx(6.0 / (1.987204e-3 * 298.15 * math.log(10)), abs=1e-3)
+    assert isinstance(items[2], Skipped) and "dG" in items[2].reason
+    report = build_dataset([protein, tmp_path / "series.sdf"], tmp_path / "s.h5", GridConfig(), split=None,
+                           label_field="dG", label_unit="kcal/mol")
+    assert report.num_written == 2
+
+
+# ---------------------------------------------------------------- whole folders
+
+
+def test_pdbbind_demo_reads_285_and_skips_none_with_measure_columns(tmp_path):
+    require_shared()
+    report = build_dataset([PDBBIND], tmp_path / "p.h5", GridConfig())
+    assert report.num_written == 285 and report.skipped == []
+    import h5py
+
+    with h5py.File(tmp_path / "p.h5") as f:
+        measures = set(f["complexes/affinity_measure"].asstr()[...])
+        smiles = f["complexes/ligand_smiles"].asstr()[...]
+    assert measures == {"Kd", "Ki"} and sum(1 for s in smiles if s) > 200
+
+
+def test_empty_pocket_and_duplicate_ids_are_reported(tmp_path):
+    subset = make_pdbbind_subset(tmp_path / "a", ("1a30", "1bcu"))
+    # an empty receptor file: the folder is copied so it can be changed
+    (subset / "1bcu").unlink()
+    shutil.copytree(PDBBIND / "1bcu", subset / "1bcu")
+    (subset / "1bcu" / "1bcu_protein.pdb.gz").unlink()
+    (subset / "1bcu" / "1bcu_pocket.pdb").write_text("END\n")
+    again = make_pdbbind_subset(tmp_path / "b", ("1a30",))
+    report = build_dataset([subset, again], tmp_path / "x.h5", GridConfig(), split=None)
+    reasons = {s.complex_id: (s.stage, s.reason) for s in report.skipped}
+    assert report.num_written == 1
+    assert reasons["1bcu"][0] == "read" and "1bcu_pocket.pdb" in reasons["1bcu"][1]
+    assert reasons["1a30"][0] == "dedupe"
+
+
+def test_protein_split_by_chain_sequence_identity_without_uniprot(tmp_path):
+    """Without a name index, complexes sharing a chain sequence stay in one split."""
+    require_shared()
+    ids = ("4tmn", "5tmn", "1a30", "1bcu", "1bzc", "1c5z", "1e66", "1eby", "1g2k", "1gpk")
+    subset = make_pdbbind_subset(tmp_path / "p", ids)
+    (subset / "index" / "INDEX_demo_PL_name.2021").unlink()
+    report = build_dataset([subset], tmp_path / "x.h5", GridConfig(), split=None)
+    data = read_grid_set(tmp_path / "x.h5")
+    split = dict(zip(data.ids, data.split))
+    group = dict(zip(data.ids, data.protein_group))
+    assert group["4tmn"] == group["5tmn"] != group["1a30"]  # both thermolysin
+    assert split["4tmn"] == split["5tmn"]
+    assert report.unknown_proteins == 0 and sum(report.leakage.values()) == 0
+
+
+def test_unknown_protein_identity_is_said(tmp_path):
+    rec = ComplexRecord("x", 5.0, structure_atoms(read_structure(PDBBIND / "1a30" / "1a30_pocket.pdb")),
+                        read_ligand_atoms([PDBBIND / "1a30" / "1a30_ligand.sdf"]).atoms)
+    assert protein_groups([rec]) == [""]
+
+
+def test_one_level_too_high_is_resolved_or_listed(tmp_path):
+    require_shared()
+    (resolved, fmt), = resolve_sources([PDBBIND.parent / "atom3d_lba_demo"], SourceFormat.auto)
+    assert fmt is SourceFormat.atom3d and resolved[0].name == "split-by-protein"
+    with pytest.raises(DataError, match="give one of") as error:
+        resolve_sources([PDBBIND.parent], SourceFormat.auto)
+    assert "pdbbind_demo" in str(error.value) and "split-by-protein" in str(error.value)
+    assert "pdbbind_index" not in str(error.value)  # labels only, no structures
