@@ -12,7 +12,7 @@ from lba_cli.cli import app
 
 runner = CliRunner()
 
-COMMANDS = [["voxelize"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"], ["compare"], ["runs", "list"],
+COMMANDS = [["download"], ["voxelize"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"], ["compare"], ["runs", "list"],
             ["runs", "show"], ["runs", "rm"], ["runs", "tag"], ["runs", "reindex"]]
 
 

@@ -40,6 +40,7 @@ def _root(
     """Root options."""
 
 
+app.command("download")(data_commands.download)
 app.command("voxelize")(data_commands.voxelize)
 app.command("pretrain")(train_commands.pretrain)
 app.command("finetune")(train_commands.finetune)

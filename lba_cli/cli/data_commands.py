@@ -89,3 +89,35 @@ def voxelize(
     leaky = " [red](leaky split)[/]" if sum(result.leakage.values()) else ""
     stdout.print(f"leakage check: proteins shared between splits: {proteins}{leaky}{unknown}", highlight=False)
     stdout.print(f"leakage check: ligands (same SMILES) shared between splits: {ligands}", highlight=False)
+
+
+class Dataset(str, Enum):
+    atom3d_lba = "atom3d-lba"
+
+
+@friendly_errors
+def download(
+    dataset: Annotated[Dataset, typer.Argument(help="What to fetch.")],
+    split: Annotated[str, typer.Option("--split", help="Sequence-identity split: 30 or 60.")] = "30",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the archive and its contents.", file_okay=False)] = Path("data"),
+    record_url: Annotated[str, typer.Option("--record-url", help="Zenodo record API URL (or a mirror answering the same JSON).")] = "",
+    quiet: Quiet = False,
+) -> None:
+    """Download, verify (MD5) and unpack the ATOM3D LBA archive; an interrupted download resumes.
+
+    Example: [bold]lba download atom3d-lba --split 30 -o data[/]
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from lba_cli.download import ATOM3D_RECORD_URL, download_atom3d_lba
+
+    with Progress(TextColumn("[bold]download"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=stderr, disable=quiet or not stderr.is_terminal) as progress:
+        task = progress.add_task("download", total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total or None)
+
+        root = download_atom3d_lba(split, output, record_url or ATOM3D_RECORD_URL, update)
+    stdout.print(str(root), highlight=False)
+    stderr.print(f"next: lba voxelize {root} -o lba_{split}.h5", highlight=False)
