@@ -86,3 +86,16 @@ def bm5_subset(tmp_path_factory) -> Path:
     for name in BM5_FILES:
         (root / name).symlink_to(BM5 / name)
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_h5s(tmp_path_factory) -> tuple[Path, Path]:
+    """All 285 demo complexes voxelized from the ATOM3D LMDBs and from the PDBbind folders."""
+    from lba_cli.config import GridConfig
+    from lba_cli.data.build import build_dataset
+
+    require_shared()
+    root = tmp_path_factory.mktemp("demo")
+    build_dataset([ATOM3D], root / "atom3d.h5", GridConfig())
+    build_dataset([PDBBIND], root / "pdbbind.h5", GridConfig())
+    return root / "atom3d.h5", root / "pdbbind.h5"

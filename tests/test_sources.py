@@ -11,7 +11,7 @@ import pytest
 from lba_cli.config import GridConfig
 from lba_cli.data.build import build_dataset
 from lba_cli.data.grids_h5 import open_grids, read_grid_set
-from lba_cli.data.sources import Skipped, find_atom3d_lmdbs, iter_atom3d, iter_pdbbind
+from lba_cli.data.sources import Skipped, SourceNote, find_atom3d_lmdbs, iter_atom3d, iter_pdbbind
 from lba_cli.errors import DataError
 
 from conftest import ATOM3D, PDBBIND, make_pdbbind_subset, require_shared
@@ -45,35 +45,34 @@ def test_atom3d_records_are_parsed_without_hydrogens_or_water():
     assert first.ligand.height == 13 + 3  # heavy atoms of the proflavine ligand
 
 
-def test_atom3d_and_pdbbind_give_the_same_ids_labels_and_grids(tmp_path):
-    """The same 38 complexes read from the ATOM3D LMDB and from the PDBbind folders."""
-    require_shared()
-    test_ids = tuple((ATOM3D / "test_ids.txt").read_text().split())
-    subset = make_pdbbind_subset(tmp_path / "pdbbind", test_ids)
-    grid = GridConfig()
-    a = build_dataset([ATOM3D / "data" / "test"], tmp_path / "a.h5", grid)
-    b = build_dataset([subset], tmp_path / "b.h5", grid)
-    assert a.num_written == b.num_written == len(test_ids) == 38
-    da, db = read_grid_set(tmp_path / "a.h5"), read_grid_set(tmp_path / "b.h5")
-    assert sorted(da.ids) == sorted(db.ids) == sorted(test_ids)
+def test_atom3d_and_pdbbind_give_the_same_ids_labels_atoms_and_grids(demo_h5s):
+    """All 285 demo complexes, read from the ATOM3D LMDBs and from the PDBbind folders."""
+    da, db = read_grid_set(demo_h5s[0]), read_grid_set(demo_h5s[1])
+    assert len(da) == len(db) == 285
+    assert sorted(da.ids) == sorted(db.ids)
     order_b = {k: i for i, k in enumerate(db.ids)}
-    with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:
-        for i, complex_id in enumerate(da.ids):
-            j = order_b[complex_id]
-            # ATOM3D stores PDBbind's pK rounded to 2 decimals; PDBbind's demo index gives Kd/Ki
-            assert da.affinity_pk[i] == pytest.approx(db.affinity_pk[j], abs=0.0051)
-            assert np.allclose(da.center_A[i], db.center_A[j], atol=1e-4)
-            assert np.abs(fa["grids"][i] - fb["grids"][j]).max() < 1e-4
+    with h5py.File(demo_h5s[0]) as fa, h5py.File(demo_h5s[1]) as fb:
+        grids_a, grids_b = fa["grids"][...], fb["grids"][...]
+    for i, complex_id in enumerate(da.ids):
+        j = order_b[complex_id]
+        # ATOM3D stores PDBbind's pK rounded to 2 decimals; PDBbind's demo index gives Kd/Ki
+        assert da.affinity_pk[i] == pytest.approx(db.affinity_pk[j], abs=0.0051)
+        xa, na, pa = da.atoms(i)
+        xb, nb, pb = db.atoms(j)
+        assert np.array_equal(na, nb) and np.array_equal(pa, pb)
+        assert np.allclose(xa, xb, atol=1e-3)
+        assert np.abs(grids_a[i] - grids_b[j]).max() < 1e-4
 
 
 def test_pdbbind_reads_all_285_demo_complexes():
     require_shared()
-    items = list(iter_pdbbind(PDBBIND, GridConfig()))
+    items = [i for i in iter_pdbbind(PDBBIND, GridConfig()) if not isinstance(i, SourceNote)]
     skipped = [i for i in items if isinstance(i, Skipped)]
     assert len(items) == 285 and skipped == []
     unsanitised = [i for i in items if any("unsanitised" in n for n in i.notes)]
     assert unsanitised, "the demo set has ligands RDKit cannot sanitise; they must be read unsanitised"
     assert all(i.protein_group for i in items)  # UniProt ids from the name index
+    assert all(i.measure in ("Kd", "Ki") and i.operator == "=" for i in items)
 
 
 def test_pdbbind_folder_without_index_entry_is_skipped_with_reason(tmp_path):
