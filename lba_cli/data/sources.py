@@ -426,6 +426,19 @@ def _read_name_index(root: Path) -> dict[str, str]:
     return {}
 
 
+def _read_complex_files(protein_path: Path, ligand_paths: list[Path], grid: GridConfig):
+    """Receptor (structure and atoms) and ligand of one complex, filtered as ``grid`` says.
+
+    Raises:
+        DataError: the reason the complex cannot be used.
+    """
+    structure = read_structure(protein_path)
+    protein = structure_atoms(structure, keep_hydrogens=grid.keep_hydrogens, keep_water=grid.keep_water)
+    if protein.height == 0:
+        raise DataError(f"no protein atoms in {protein_path.name}")
+    return structure, protein, read_ligand_atoms(ligand_paths, keep_hydrogens=grid.keep_hydrogens)
+
+
 def _first_existing(*paths: Path) -> Path | None:
     return next((p for p in paths if p.exists()), None)
 
@@ -462,15 +475,10 @@ def iter_pdbbind(root: Path, grid: GridConfig) -> Iterator[ComplexRecord | Skipp
             yield Skipped(complex_id, source, "read", "no <id>_protein.pdb[.gz] or <id>_pocket.pdb[.gz]")
             continue
         try:
-            structure = read_structure(protein_path)
-            protein = structure_atoms(structure, keep_hydrogens=grid.keep_hydrogens, keep_water=grid.keep_water)
-            ligand = read_ligand_atoms([Path(f"{stem}_ligand.sdf"), Path(f"{stem}_ligand.mol2")],
-                                       keep_hydrogens=grid.keep_hydrogens)
+            structure, protein, ligand = _read_complex_files(
+                protein_path, [Path(f"{stem}_ligand.sdf"), Path(f"{stem}_ligand.mol2")], grid)
         except LbaError as error:
             yield Skipped(complex_id, source, "read", str(error))
-            continue
-        if protein.height == 0:
-            yield Skipped(complex_id, source, "read", f"no protein atoms in {protein_path.name}")
             continue
         notes = []
         if "pocket" in protein_path.name:
@@ -539,14 +547,9 @@ def iter_csv_manifest(path: Path, grid: GridConfig) -> Iterator[ComplexRecord | 
             continue
         protein_path, ligand_path = folder / (row["protein"] or ""), folder / (row["ligand"] or "")
         try:
-            structure = read_structure(protein_path)
-            protein = structure_atoms(structure, keep_hydrogens=grid.keep_hydrogens, keep_water=grid.keep_water)
-            ligand = read_ligand_atoms([ligand_path], keep_hydrogens=grid.keep_hydrogens)
+            structure, protein, ligand = _read_complex_files(protein_path, [ligand_path], grid)
         except LbaError as error:
             yield Skipped(complex_id, source, "read", str(error))
-            continue
-        if protein.height == 0:
-            yield Skipped(complex_id, source, "read", f"no protein atoms in {protein_path.name}")
             continue
         notes = [] if ligand.sanitized else [f"ligand read without sanitisation from {ligand.path.name}"]
         yield ComplexRecord(complex_id, pk, protein, ligand.atoms, split=split, protein_group=(row.get("group") or ""),
