@@ -15,16 +15,8 @@ from lba_cli.config import GridConfig
 from lba_cli.data.atoms import read_ligand_atoms, read_structure, read_structure_atoms, structure_atoms
 from lba_cli.data.build import build_dataset, protein_groups
 from lba_cli.data.grids_h5 import read_grid_set
-from lba_cli.data.sources import (
-    ComplexRecord,
-    Skipped,
-    SourceFormat,
-    iter_csv_manifest,
-    iter_pdbbind,
-    iter_sdf_series,
-    resolve_sources,
-    series_label_to_pk,
-)
+from lba_cli.data.manifests import iter_csv_manifest, iter_sdf_series, series_label_to_pk
+from lba_cli.data.sources import ComplexRecord, Skipped, SourceFormat, resolve_sources
 from lba_cli.errors import DataError
 
 from conftest import PDBBIND, make_pdbbind_subset, require_shared
@@ -55,7 +47,7 @@ def test_mmcif_and_gzip_give_the_same_atoms_as_pdb(tmp_path):
     structure = gemmi.read_structure(str(pdb))
     structure.setup_entities()
     structure.make_mmcif_document().write_file(str(tmp_path / "p.cif"))
-    with open(pdb, "rb") as src, gzip.open(tmp_path / "p.cif.gz", "wb") as dst:
+    with gzip.open(tmp_path / "p.cif.gz", "wb") as dst:
         dst.write((tmp_path / "p.cif").read_bytes())
     a = read_structure_atoms(pdb)
     for other in (tmp_path / "p.cif", tmp_path / "p.cif.gz", PDBBIND / "1a30" / "1a30_protein.pdb.gz"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -71,7 +70,6 @@ def test_every_conv_is_bias_free_and_batch_normalised():
 @pytest.mark.parametrize("arch", list_models())
 def test_overfits_eight_real_complexes(arch, tiny_h5):
     """Every registered model drives the training MSE far below the label variance."""
-    from lba_cli.config import GridConfig
     from lba_cli.data.dataset import AffinityDataset, collate_atoms
     from lba_cli.data.grids_h5 import read_grid_set
     from lba_cli.voxelize import voxelize_batch

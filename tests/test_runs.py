@@ -162,7 +162,8 @@ def test_index_follows_the_directories(tmp_path):
     from lba_cli.errors import StoreError
 
     store = RunStore(tmp_path)
-    a, b = store.create_run(_config(name="a")), store.create_run(_config(name="b"))
+    a = store.create_run(_config(name="a"))
+    store.create_run(_config(name="b"))
     shutil.rmtree(a.path)
     assert [r["name"] for r in store.index_rows()] == ["b"]
     (tmp_path / INDEX_NAME).write_text("not a database")
