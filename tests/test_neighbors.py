@@ -154,3 +154,16 @@ def test_a_small_model_learns_the_face_labels_on_real_structures(tmp_path, bm5_s
     run = pretrain(config, RunStore(tmp_path / "runs"))
     accuracy = run.read_metrics()["val/accuracy"].max()
     assert accuracy > 0.35
+
+
+def test_protein_atoms_of_a_voxelize_file_are_structures(tiny_h5):
+    from lba_cli.data.grids_h5 import read_grid_set
+
+    structures, skipped = load_structures([tiny_h5], GridConfig(), frozenset({"1a30"}))
+    data = read_grid_set(tiny_h5)
+    assert sorted(s.name for s in structures) == sorted(i for i in data.ids if i != "1a30")
+    first = next(s for s in structures if s.name == data.ids[1]) if data.ids[0] == "1a30" else structures[0]
+    row = list(data.ids).index(first.name)
+    xyz, numbers, flags = data.atoms(row)
+    assert len(first.xyz_A) == flags.sum()  # protein atoms only
+    assert skipped[0][1] == "excluded by --exclude-ids"

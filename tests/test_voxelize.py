@@ -276,3 +276,17 @@ def test_hydrogens_and_waters_are_dropped_unless_kept(shared):
     assert 1 not in default["atomic_number"].to_list()
     assert 1 in with_h["atomic_number"].to_list() and with_h.height > default.height
     assert with_water.height > default.height  # the pocket file has crystal waters
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_voxelizer_matches_the_cpu_kernel(tiny_h5):
+    from lba_cli.data.dataset import AffinityDataset, collate_atoms
+    from lba_cli.data.grids_h5 import read_grid_set
+
+    data = read_grid_set(tiny_h5)
+    dataset = AffinityDataset(tiny_h5, "train", data.grid, seed=2, rotate=True, grid_set=data)
+    batch = collate_atoms([dataset[i] for i in range(len(dataset))])
+    cpu = voxelize_batch(batch["xyz_A"], batch["channel"], batch["is_protein"], data.grid)
+    cuda = voxelize_batch(batch["xyz_A"].cuda(), batch["channel"].cuda(), batch["is_protein"].cuda(), data.grid)
+    assert torch.allclose(cpu, cuda.cpu(), atol=1e-5)
