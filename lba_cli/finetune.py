@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from lba_cli.loaders import make_loader
 from lba_cli.models import create_model, resolve_model_config
 from lba_cli.runs import Run, RunStore, utc_now
 from lba_cli.seeding import seed_everything
-from lba_cli.train import NullReporter, Reporter, fit
+from lba_cli.train import NullReporter, Reporter, TaskBase, fit
 from lba_cli.voxelize import voxelize_batch
 
 __all__ = ["AffinityTask", "finetune", "finetune_replicates", "prepare_finetune", "finish_finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
@@ -32,18 +31,8 @@ ARCHITECTURE_FIELDS = ("arch", "widths", "bottleneck_divisor")
 GRID_FIELDS = ("box_size_voxels", "resolution_A", "radius_A", "channels", "protein_channel", "keep_hydrogens", "keep_water")
 
 
-class AffinityTask:
+class AffinityTask(TaskBase):
     """MSE on pK; whole-split validation metrics (MAE, RMSE, Pearson r, Spearman ρ)."""
-
-    def __init__(self, train_set: AffinityDataset, val_set: AffinityDataset, config: RunConfig,
-                 device: torch.device, ctx: DistContext) -> None:
-        self.train_set, self.val_set = train_set, val_set
-        self.config = config
-        self.device = device
-        self.ctx = ctx
-
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_set) / self.ctx.world_size / self.config.train.batch_size)
 
     def train_batches(self, epoch: int, skip_batches: int = 0):
         t = self.config.train

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from lba_cli.models import create_model, resolve_model_config
 from lba_cli.neighbors import NeighborPairs, load_structures, split_structures
 from lba_cli.runs import Run, RunStore, utc_now
 from lba_cli.seeding import seed_everything
-from lba_cli.train import NullReporter, Reporter, fit
+from lba_cli.train import NullReporter, Reporter, TaskBase, fit
 from lba_cli.voxelize import voxelize_batch
 
 __all__ = ["NeighborTask", "pretrain", "read_exclude_ids", "prepare_pretrain"]
@@ -35,18 +34,8 @@ def read_exclude_ids(path: Path) -> frozenset[str]:
     return frozenset(w.lower() for w in words)
 
 
-class NeighborTask:
+class NeighborTask(TaskBase):
     """Cross-entropy over the 6 faces; accuracy (chance 1/6) on fixed validation pairs."""
-
-    def __init__(self, train_set: NeighborPairs, val_set: NeighborPairs, config: RunConfig, device: torch.device,
-                 ctx: DistContext) -> None:
-        self.train_set, self.val_set = train_set, val_set
-        self.config = config
-        self.device = device
-        self.ctx = ctx
-
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_set) / self.ctx.world_size / self.config.train.batch_size)
 
     def _loader(self, dataset: NeighborPairs, epoch: int, skip: int = 0, shard: bool = False):
         train = self.config.train

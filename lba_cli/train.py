@@ -34,7 +34,7 @@ from lba_cli.config import TrainConfig
 from lba_cli.distributed import DistContext, all_reduce_sums, broadcast_object, unwrap
 from lba_cli.runs import Run, utc_now
 
-__all__ = ["Reporter", "NullReporter", "Task", "FitResult", "fit", "HEARTBEAT_EVERY_S"]
+__all__ = ["Reporter", "NullReporter", "Task", "TaskBase", "FitResult", "fit", "HEARTBEAT_EVERY_S"]
 
 HEARTBEAT_EVERY_S = 30.0
 
@@ -98,6 +98,27 @@ class Task(Protocol):
     def train_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int, dict[str, tuple[float, int]]]: ...
 
     def validate(self, model: nn.Module) -> dict[str, float]: ...
+
+
+class TaskBase:
+    """What both tasks share: their splits, config, device and share of each epoch.
+
+    Args:
+        train_set, val_set: datasets of the task.
+        config: the run configuration (its ``train`` section sets the batch size).
+        device: the training device.
+        ctx: this process's place under torch.distributed.
+    """
+
+    def __init__(self, train_set: Any, val_set: Any, config: Any, device: torch.device, ctx: DistContext) -> None:
+        self.train_set, self.val_set = train_set, val_set
+        self.config = config
+        self.device = device
+        self.ctx = ctx
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch of this process."""
+        return math.ceil(len(self.train_set) / self.ctx.world_size / self.config.train.batch_size)
 
 
 @dataclass
