@@ -52,7 +52,7 @@ def _trilinear(table, a, b, c):
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def voxelize_into(xyz, channel, is_protein, weights, resolution, radius, octant, quadrant, protein_channel, out):
-    """Add every atom's voxel fractions into ``out`` (zeroed by the caller).
+    """Fill ``out`` with every atom's voxel fractions.
 
     Args:
         xyz: float32 (B, N, 3), box frame, Å.
@@ -63,7 +63,8 @@ def voxelize_into(xyz, channel, is_protein, weights, resolution, radius, octant,
         octant: float32 (n, n, n) table of V over [0, 1]^3.
         quadrant: float32 (m, m) table of Q over [0, 1]^2.
         protein_channel: add protein atoms to the last channel too.
-        out: float32 (B, C, L, L, L).
+        out: float32 (B, C, L, L, L); zeroed here, one grid at a time by the thread that
+            fills it, so the grid is still in cache when its atoms are added.
     """
     batch, num_atoms = channel.shape
     num_channels = out.shape[1]
@@ -72,6 +73,7 @@ def voxelize_into(xyz, channel, is_protein, weights, resolution, radius, octant,
     inverse_radius = 1.0 / radius_voxels
     reach = size * resolution / 2 + radius
     for b in numba.prange(batch):
+        out[b] = 0.0
         low = np.empty(3, np.int64)
         mirror = np.empty(3, np.int64)
         u = np.empty(3, np.float32)

@@ -207,7 +207,7 @@ def _voxelize_cpu(coords_A: torch.Tensor, channel_index: torch.Tensor, is_protei
     """`voxelize_batch` on the CPU through the compiled kernel; same arguments and result."""
     batch, num_atoms, _ = coords_A.shape
     size = grid.box_size_voxels
-    out = torch.zeros(batch, grid.num_channels, size, size, size, dtype=torch.float32)
+    out = torch.empty(batch, grid.num_channels, size, size, size, dtype=torch.float32)  # the kernel zeroes it
     octant, quadrant = _float32_tables()
     flags = is_protein.numpy() if is_protein is not None else np.zeros((batch, num_atoms), dtype=bool)
     w = weights.to(torch.float32).numpy() if weights is not None else np.ones((batch, num_atoms), np.float32)
