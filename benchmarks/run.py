@@ -5,9 +5,11 @@ Prints a table, then one ``name: value`` line per figure:
     voxelize_cpu_grids_per_s    our voxelizer, CPU (all cores), batches of 64 real complexes
     voxelize_cpu_1thread_grids_per_s   the same on one thread (libmolgrid's CPU gridder is serial)
 
-Every throughput is the best of 3 trials, ours and libmolgrid's alike.
+Throughputs are the best of 5 trials; ratios are the median of 5 back-to-back pairs, since
+this shared machine's speed drifts by 2x over minutes.
     molgrid_cpu_grids_per_s     libmolgrid 0.5 GridMaker on the same atoms and grid (21^3 x 7, 1 A)
-    ratio_vs_molgrid            voxelize_cpu_grids_per_s / molgrid_cpu_grids_per_s
+    ratio_vs_molgrid            ours (all cores) / libmolgrid, median over back-to-back trials
+    ratio_1thread_vs_molgrid    ours on one thread / libmolgrid (serial), likewise
     voxelize_demo_set_s         wall time of `lba voxelize` on the 285 demo complexes
     pipeline_vs_model_only      fine-tuning samples/s with on-the-fly rotation + voxelization,
                                 over samples/s of the model alone on pre-made grids
@@ -39,7 +41,7 @@ SHARED = Path(os.environ.get("LBA_SHARED_DATA") or REPO.parent / "shared" / "dat
 DEMO = SHARED / "atom3d_lba_demo" / "split-by-protein"
 MOLGRID_VENV = HERE / ".molgrid-venv"
 BATCH = 64
-TRIALS = 3  # every throughput is the best of this many trials, for ours and for libmolgrid alike
+TRIALS = 5  # trials of ours and libmolgrid, interleaved
 
 
 def best_of(trials: int, measure) -> float:
@@ -201,20 +203,26 @@ def main() -> None:
                      f"at {grid.resolution_A} A, radius {grid.radius_A} A, torch {torch.__version__}, "
                      f"{torch.get_num_threads()} threads")
         cpu = torch.device("cpu")
-        figures["voxelize_cpu_grids_per_s"] = best_of(TRIALS, lambda: voxelizer_throughput(grid, sets, cpu, repeats=3))
+        ours, ours_single, theirs = [], [], []
         threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        figures["voxelize_cpu_1thread_grids_per_s"] = best_of(
-            TRIALS, lambda: voxelizer_throughput(grid, sets, cpu, repeats=3))
-        numba.set_num_threads(threads)
-        trials = [molgrid_throughput(grid, sets, workdir, repeats=5) for _ in range(TRIALS)]
-        molgrid = max((t[0] for t in trials if t[0] is not None), default=None)
-        status = trials[-1][1]
-        if molgrid is not None:
-            figures["molgrid_cpu_grids_per_s"] = molgrid
-            figures["ratio_vs_molgrid"] = figures["voxelize_cpu_grids_per_s"] / molgrid
-        else:
-            notes.append(status)
+        for _ in range(TRIALS):  # interleaved, so that both see the same machine at the same time
+            ours.append(voxelizer_throughput(grid, sets, cpu, repeats=3))
+            numba.set_num_threads(1)
+            ours_single.append(voxelizer_throughput(grid, sets, cpu, repeats=3))
+            numba.set_num_threads(threads)
+            result, status = molgrid_throughput(grid, sets, workdir, repeats=5)
+            if result is None:
+                notes.append(status)
+                break
+            theirs.append(result)
+        figures["voxelize_cpu_grids_per_s"] = max(ours)
+        figures["voxelize_cpu_1thread_grids_per_s"] = max(ours_single)
+        if theirs:
+            figures["molgrid_cpu_grids_per_s"] = max(theirs)
+            figures["ratio_vs_molgrid"] = statistics.median(a / b for a, b in zip(ours, theirs))
+            figures["ratio_1thread_vs_molgrid"] = statistics.median(a / b for a, b in zip(ours_single, theirs))
+            notes.append("ratios: median over trials of (ours / libmolgrid) measured back to back; "
+                         f"per-trial ratios {', '.join(f'{a / b:.2f}' for a, b in zip(ours, theirs))}")
         ratio, pipeline, model_only = pipeline_ratio(h5)
         figures["pipeline_vs_model_only"] = ratio
         notes.append(f"fine-tuning step: {pipeline:.1f} samples/s with the pipeline, {model_only:.1f} model only")
