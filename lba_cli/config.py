@@ -52,7 +52,7 @@ class RunKind(str, Enum):
 # The command-line option of each field, so that messages speak the user's language.
 OPTION_NAMES = {
     "box_size_voxels": "--box-size", "resolution_A": "--resolution", "radius_A": "--radius", "channels": "--channels",
-    "widths": "--width", "bottleneck_divisor": "--bottleneck-divisor", "dropout": "--dropout",
+    "widths": "--width", "bottleneck_divisor": "--bottleneck-divisor", "blocks": "--blocks", "dropout": "--dropout",
     "head_hidden": "--head-hidden", "num_epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
     "patience": "--patience", "device": "--device", "num_workers": "--workers", "pad_min_A": "--pad MIN",
     "pad_max_A": "--pad MAX", "angle_deg": "--angle", "epoch_size": "--epoch-size", "val_size": "--val-size",
@@ -155,6 +155,7 @@ class ModelConfig:
             `DEFAULT_ARCH` for a new model, or the checkpoint's for ``finetune --init RUN``.
         widths: channels of the stem and of each stage, e.g. ``(64, 128, 256, 512)``.
         bottleneck_divisor: bottleneck width = block input channels / this (bottleneck archs).
+        blocks: residual blocks per stage (ResNets; the first of each stage halves the grid).
         dropout: dropout probability in the head(s).
         head_hidden: hidden units of the regression head.
     """
@@ -162,6 +163,7 @@ class ModelConfig:
     arch: str | None = None
     widths: tuple[int, ...] | None = None
     bottleneck_divisor: int | None = None
+    blocks: int | None = None
     dropout: float = 0.5
     head_hidden: int = 256
 
@@ -172,6 +174,7 @@ class ModelConfig:
                    "at least two positive channel counts, e.g. 64 128 256 512")
         _check(self.bottleneck_divisor is None or self.bottleneck_divisor >= 1, "bottleneck_divisor",
                self.bottleneck_divisor, "an integer >= 1")
+        _check(self.blocks is None or 1 <= self.blocks <= 8, "blocks", self.blocks, "an integer in [1, 8]")
         _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a probability in [0, 1)")
         _check(self.head_hidden >= 1, "head_hidden", self.head_hidden, "an integer >= 1")
 

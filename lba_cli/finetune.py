@@ -27,7 +27,7 @@ from lba_cli.voxelize import voxelize_batch
 
 __all__ = ["AffinityTask", "finetune", "finetune_replicates", "prepare_finetune", "finish_finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
 
-ARCHITECTURE_FIELDS = ("arch", "widths", "bottleneck_divisor")
+ARCHITECTURE_FIELDS = ("arch", "widths", "bottleneck_divisor", "blocks")
 GRID_FIELDS = ("box_size_voxels", "resolution_A", "radius_A", "channels", "protein_channel", "keep_hydrogens", "keep_water")
 
 

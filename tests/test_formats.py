@@ -316,3 +316,27 @@ def test_one_level_too_high_is_resolved_or_listed(tmp_path):
         resolve_sources([PDBBIND.parent], SourceFormat.auto)
     assert "pdbbind_demo" in str(error.value) and "split-by-protein" in str(error.value)
     assert "pdbbind_index" not in str(error.value)  # labels only, no structures
+
+
+def test_ligand_outside_the_receptor_frame_is_skipped(tmp_path):
+    """A ligand moved 100 Å away (a docking pose in another frame) leaves the box without protein."""
+    require_shared()
+    lines = (PDBBIND / "1bcu" / "1bcu_ligand.sdf").read_text().splitlines()
+    counts = lines[3]
+    n_atoms = int(counts[:3])
+    moved = lines[:4] + [f"{float(l[:10]) + 100:10.4f}" + l[10:] for l in lines[4:4 + n_atoms]] + lines[4 + n_atoms:]
+    write(tmp_path / "far.sdf", moved)
+    write(tmp_path / "m.csv", ["id,protein,ligand,affinity_pk",
+                               f"near,{PDBBIND}/1bcu/1bcu_protein.pdb.gz,{PDBBIND}/1bcu/1bcu_ligand.sdf,3.3",
+                               f"far,{PDBBIND}/1bcu/1bcu_protein.pdb.gz,far.sdf,3.3"])
+    report = build_dataset([tmp_path / "m.csv"], tmp_path / "m.h5", GridConfig(), split=None)
+    assert report.num_written == 1
+    (skip,) = report.skipped
+    assert skip.complex_id == "far" and skip.stage == "box" and "coordinate frame" in skip.reason
+
+
+def test_ligand_atoms_beyond_the_box_are_noted(tmp_path):
+    require_shared()
+    subset = make_pdbbind_subset(tmp_path / "p", ("1a30",))
+    report = build_dataset([subset], tmp_path / "x.h5", GridConfig(box_size_voxels=7), split=None)
+    assert any("ligand atoms lie outside the box" in note for _, note in report.notes)

@@ -93,3 +93,12 @@ def test_overfits_eight_real_complexes(arch, tiny_h5):
     with torch.no_grad():
         final = torch.nn.functional.mse_loss(model(grids), target).item()
     assert final < 0.1 * float(target.var(unbiased=False))
+
+
+@pytest.mark.parametrize("arch", ["resnet", "resnet-bottleneck"])
+def test_more_blocks_per_stage_add_unstrided_blocks(arch):
+    one = create_model(ModelConfig(arch=arch), 7, "affinity")
+    two = create_model(ModelConfig(arch=arch, blocks=2), 7, "affinity")
+    assert len(two.encoder.stages) == 2 * len(one.encoder.stages) == 6
+    assert sum(p.numel() for p in two.parameters()) > sum(p.numel() for p in one.parameters())
+    assert two(torch.rand(2, 7, 21, 21, 21)).shape == (2,)

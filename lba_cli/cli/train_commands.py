@@ -13,6 +13,7 @@ Arch = Annotated[Optional[str], typer.Option("--arch", help="cnn, resnet or resn
 Widths = Annotated[Optional[list[int]], typer.Option("--width", help="Stem then stage widths, repeated (e.g. --width 64 --width 128 ...).", rich_help_panel="Model", show_default=False)]
 HeadHidden = Annotated[Optional[int], typer.Option("--head-hidden", help="Hidden units of the regression head (default: 256).", rich_help_panel="Model", show_default=False)]
 BottleneckDivisor = Annotated[Optional[int], typer.Option("--bottleneck-divisor", help="Bottleneck width = block input / this (default: 4).", rich_help_panel="Model", show_default=False)]
+Blocks = Annotated[Optional[int], typer.Option("--blocks", help="Residual blocks per stage (default: 1).", rich_help_panel="Model", show_default=False)]
 Dropout = Annotated[Optional[float], typer.Option("--dropout", help="Dropout in the head(s) (default: 0.5).", rich_help_panel="Model", show_default=False)]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Epochs to train.", rich_help_panel="Optimization", show_default=False)]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Examples per step.", rich_help_panel="Optimization", show_default=False)]
@@ -25,9 +26,9 @@ Resume = Annotated[Optional[str], typer.Option("--resume", help="Continue a stop
 
 
 def _model_options(arch: str | None, widths: list[int] | None, dropout: float | None, head_hidden: int | None = None,
-                   bottleneck_divisor: int | None = None) -> dict[str, Any]:
+                   bottleneck_divisor: int | None = None, blocks: int | None = None) -> dict[str, Any]:
     return {"arch": arch, "widths": list(widths) if widths else None, "dropout": dropout,
-            "head_hidden": head_hidden, "bottleneck_divisor": bottleneck_divisor}
+            "head_hidden": head_hidden, "bottleneck_divisor": bottleneck_divisor, "blocks": blocks}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -67,6 +68,7 @@ def pretrain(
     arch: Arch = None,
     width: Widths = None,
     bottleneck_divisor: BottleneckDivisor = None,
+    blocks: Blocks = None,
     dropout: Dropout = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
@@ -105,7 +107,7 @@ def pretrain(
         "neighbor": {"pad_min_A": pad[0] if pad else None, "pad_max_A": pad[1] if pad else None, "angle_deg": angle,
                      "epoch_size": epoch_size, "val_size": val_size, "curriculum_epochs": curriculum},
         "grid": {"box_size_voxels": box_size, "resolution_A": resolution},
-        "model": _model_options(arch, width, dropout, bottleneck_divisor=bottleneck_divisor),
+        "model": _model_options(arch, width, dropout, bottleneck_divisor=bottleneck_divisor, blocks=blocks),
         "train": {"num_epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "seed": seed,
                   "device": device, "num_workers": workers},
         "structures": [str(p) for p in structures] if structures else None,
@@ -128,6 +130,7 @@ def finetune(
     arch: Arch = None,
     width: Widths = None,
     bottleneck_divisor: BottleneckDivisor = None,
+    blocks: Blocks = None,
     head_hidden: HeadHidden = None,
     dropout: Dropout = None,
     epochs: Epochs = None,
@@ -165,7 +168,7 @@ def finetune(
     if data is None and config_file is None:
         raise typer.BadParameter("give the DATA.h5 written by lba voxelize, or --resume RUN", param_hint="DATA")
     config = build_run_config("finetune", config_file, {
-        "model": _model_options(arch, width, dropout, head_hidden, bottleneck_divisor),
+        "model": _model_options(arch, width, dropout, head_hidden, bottleneck_divisor, blocks),
         "train": {"num_epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience, "seed": seed,
                   "device": device, "num_workers": workers},
         "finetune": {"data_path": str(data) if data else None, "init": init, "freeze": freeze or None,

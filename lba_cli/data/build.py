@@ -182,11 +182,27 @@ def build_dataset(
         detail = "; ".join(f"{n} x {r}" for r, n in reasons) or "the sources hold no complexes"
         raise DataError(f"no complex could be read from {', '.join(map(str, sources))}\n{detail}")
 
-    centers, atoms = [], []
+    centers, atoms, kept = [], [], []
     for record in records:
         center, complex_atoms = crop_complex(record, grid)
+        xyz, _, flags = complex_atoms
+        inside = np.abs(xyz - center).max(axis=1) < grid.box_size_A / 2
+        if not (inside & flags).any():
+            skipped.append(Skipped(record.complex_id, record.source, "box",
+                                   f"no protein atom in the {grid.box_size_A:g} Å box around the ligand: is the ligand "
+                                   "in the receptor's coordinate frame?"))
+            continue
+        ligand_xyz = record.ligand.select("x_A", "y_A", "z_A").to_numpy()
+        outside = int((np.abs(ligand_xyz - center).max(axis=1) >= grid.box_size_A / 2).sum())
+        if outside:
+            record.notes.append(f"{outside} of {record.ligand.height} ligand atoms lie outside the box")
         centers.append(center)
         atoms.append(complex_atoms)
+        kept.append(record)
+    if not kept:
+        raise DataError(f"no complex could be used from {', '.join(map(str, sources))}\n"
+                        f"{len(skipped)} skipped; e.g. {skipped[0].complex_id}: {skipped[0].reason}")
+    records = kept
 
     ids = [r.complex_id for r in records]
     groups = protein_groups(records)

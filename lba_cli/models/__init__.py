@@ -32,6 +32,7 @@ class ArchDefaults:
 
     widths: tuple[int, ...]
     bottleneck_divisor: int | None = None
+    blocks: int | None = None
 
 
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], ArchDefaults]] = {}
@@ -76,6 +77,7 @@ def resolve_model_config(config: ModelConfig) -> ModelConfig:
         config,
         widths=config.widths if config.widths is not None else defaults.widths,
         bottleneck_divisor=config.bottleneck_divisor if config.bottleneck_divisor is not None else defaults.bottleneck_divisor,
+        blocks=config.blocks if config.blocks is not None else defaults.blocks,
     )
 
 

@@ -27,18 +27,22 @@ class ResNet3d(nn.Module):
         widths: stem width, then the output width of each stage, e.g. (64, 128, 256, 512)
             gives a 64-channel stem and stages 64->128->256->512.
         bottleneck_divisor: None for basic blocks; otherwise bottleneck blocks of width
-            stage input / divisor.
+            block input / divisor.
+        blocks: blocks per stage; the first changes width and halves the grid.
     """
 
-    def __init__(self, in_channels: int, widths: tuple[int, ...], bottleneck_divisor: int | None = None) -> None:
+    def __init__(self, in_channels: int, widths: tuple[int, ...], bottleneck_divisor: int | None = None,
+                 blocks: int = 1) -> None:
         super().__init__()
         self.stem = ConvBnAct3d(in_channels, widths[0], 3)
         stages = []
         for c_in, c_out in zip(widths[:-1], widths[1:]):
-            if bottleneck_divisor is None:
-                stages.append(BasicBlock3d(c_in, c_out, stride=2))
-            else:
-                stages.append(Bottleneck3d(c_in, c_out, stride=2, width=max(1, c_in // bottleneck_divisor)))
+            for index in range(blocks):
+                source, stride = (c_in, 2) if index == 0 else (c_out, 1)
+                if bottleneck_divisor is None:
+                    stages.append(BasicBlock3d(source, c_out, stride=stride))
+                else:
+                    stages.append(Bottleneck3d(source, c_out, stride=stride, width=max(1, source // bottleneck_divisor)))
         self.stages = nn.Sequential(*stages)
         self.num_features = widths[-1]
 
@@ -77,14 +81,14 @@ class Cnn3d(nn.Module):
         return self.dropout(self.features(x).mean(dim=(2, 3, 4)))  # (B, F, X, Y, Z) -> (B, F)
 
 
-@register_model("resnet", ArchDefaults(widths=(64, 128, 256, 512)))
+@register_model("resnet", ArchDefaults(widths=(64, 128, 256, 512), blocks=1))
 def _resnet(in_channels: int, config: ModelConfig) -> nn.Module:
-    return ResNet3d(in_channels, config.widths)
+    return ResNet3d(in_channels, config.widths, blocks=config.blocks)
 
 
-@register_model("resnet-bottleneck", ArchDefaults(widths=(64, 128, 256, 512), bottleneck_divisor=4))
+@register_model("resnet-bottleneck", ArchDefaults(widths=(64, 128, 256, 512), bottleneck_divisor=4, blocks=1))
 def _resnet_bottleneck(in_channels: int, config: ModelConfig) -> nn.Module:
-    return ResNet3d(in_channels, config.widths, bottleneck_divisor=config.bottleneck_divisor)
+    return ResNet3d(in_channels, config.widths, bottleneck_divisor=config.bottleneck_divisor, blocks=config.blocks)
 
 
 @register_model("cnn", ArchDefaults(widths=(32, 64, 128, 256)))
