@@ -242,9 +242,9 @@ def test_sdf_series_one_protein_many_records(tmp_path):
 
     require_shared()
     writer = Chem.SDWriter(str(tmp_path / "series.sdf"))
-    for n, cid in enumerate(("1a30", "1bcu", "1bzc")):
-        mol = Chem.MolFromMolFile(str(PDBBIND / cid / f"{cid}_ligand.sdf"), removeHs=False)
-        mol.SetProp("_Name", f"lig {cid}")
+    for n, name in enumerate(("lig a", "lig b", "lig c")):  # poses in the protein's frame, as in a series
+        mol = Chem.MolFromMolFile(str(PDBBIND / "1a30" / "1a30_ligand.sdf"), removeHs=False)
+        mol.SetProp("_Name", name)
         if n < 2:
             mol.SetProp("dG", str(-6.0 - n))
         writer.write(mol)
@@ -252,7 +252,7 @@ def test_sdf_series_one_protein_many_records(tmp_path):
     protein = PDBBIND / "1a30" / "1a30_protein.pdb.gz"
     items = list(iter_sdf_series(protein, tmp_path / "series.sdf", GridConfig(), "dG", "kcal/mol"))
     records = [i for i in items if isinstance(i, ComplexRecord)]
-    assert [r.complex_id for r in records] == ["lig_1a30_1", "lig_1bcu_2"]
+    assert [r.complex_id for r in records] == ["lig_a_1", "lig_b_2"]
     assert records[0].affinity_pk == pytest.approx(6.0 / (1.987204e-3 * 298.15 * math.log(10)), abs=1e-3)
     assert isinstance(items[2], Skipped) and "dG" in items[2].reason
     report = build_dataset([protein, tmp_path / "series.sdf"], tmp_path / "s.h5", GridConfig(), split=None,
