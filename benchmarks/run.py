@@ -140,13 +140,13 @@ def pipeline_ratio(h5: Path, steps: int = 12) -> tuple[float, float, float]:
     """Fine-tuning step throughput with and without the data pipeline (CPU, batch 16)."""
     from lba_cli.config import ModelConfig
     from lba_cli.data.dataset import AffinityDataset
+    from lba_cli.data.grids_h5 import read_grid_config
     from lba_cli.loaders import make_loader
     from lba_cli.models import create_model
     from lba_cli.voxelize import voxelize_batch
 
     torch.manual_seed(0)
-    dataset = AffinityDataset(h5, "train", __import__("lba_cli.data.grids_h5", fromlist=["x"]).read_grid_config(h5),
-                              seed=0, rotate=True)
+    dataset = AffinityDataset(h5, "train", read_grid_config(h5), seed=0, rotate=True)
     grid = dataset.grid
     model = create_model(ModelConfig(), grid.num_channels, "affinity")
     optimizer = torch.optim.Adam(model.parameters())

@@ -8,7 +8,7 @@ import torch
 
 from lba_cli.errors import ConfigError
 
-__all__ = ["resolve_device", "autocast_context", "describe_device"]
+__all__ = ["resolve_device", "autocast_context"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -30,11 +30,3 @@ def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def describe_device(device: torch.device) -> str:
-    """A short human name, e.g. ``cpu (2 threads)`` or ``cuda:0 NVIDIA H200``."""
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} {torch.cuda.get_device_name(index)}"
-    return f"cpu ({torch.get_num_threads()} threads)"

@@ -13,6 +13,7 @@ most occupied one is kept.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,9 @@ def is_structure_file(path: Path) -> bool:
     return name.endswith(STRUCTURE_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=512)
 def atomic_number(symbol: str) -> int:
-    """Atomic number of an element symbol of any case (``CL``, ``Cl``); 0 if unknown."""
+    """Atomic number of an element symbol of any case (``CL``, ``Cl``); 0 if unknown (cached)."""
     import gemmi
 
     return gemmi.Element(symbol.strip()).atomic_number if symbol and symbol.strip() else 0

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lba_cli.config import GridConfig
+from lba_cli.data.dataset import collate_atoms
 from lba_cli.data.grids_h5 import write_grids
 from lba_cli.data.sources import ComplexRecord, Skipped, SourceFormat, SourceNote, iter_complexes, resolve_sources
 from lba_cli.data.splits import SplitKind, assign_splits, shared_between_splits
@@ -78,18 +78,12 @@ def crop_complex(record: ComplexRecord, grid: GridConfig) -> tuple[np.ndarray, t
 def _voxelize_fixed(centers: list[np.ndarray], atoms: list[tuple], grid: GridConfig) -> np.ndarray:
     """Voxelize complexes in their own orientation, in chunks: (M, C, L, L, L) float32."""
     lookup = make_channel_lookup(grid)
+    items = [{"xyz_A": (coords - center).astype(np.float32), "channel": lookup[numbers], "is_protein": flags}
+             for (coords, numbers, flags), center in zip(atoms, centers)]
     out = []
-    for start in range(0, len(atoms), _VOXELIZE_CHUNK):
-        chunk = atoms[start:start + _VOXELIZE_CHUNK]
-        width = max(len(a[0]) for a in chunk)
-        xyz = np.zeros((len(chunk), width, 3), np.float32)
-        channel = np.full((len(chunk), width), -1, np.int64)
-        protein = np.zeros((len(chunk), width), bool)
-        for row, ((coords, numbers, flags), center) in enumerate(zip(chunk, centers[start:start + _VOXELIZE_CHUNK])):
-            xyz[row, :len(coords)] = coords - center
-            channel[row, :len(coords)] = lookup[numbers]
-            protein[row, :len(coords)] = flags
-        out.append(voxelize_batch(torch.from_numpy(xyz), torch.from_numpy(channel), torch.from_numpy(protein), grid).numpy())
+    for start in range(0, len(items), _VOXELIZE_CHUNK):
+        batch = collate_atoms(items[start:start + _VOXELIZE_CHUNK])
+        out.append(voxelize_batch(batch["xyz_A"], batch["channel"], batch["is_protein"], grid).numpy())
     return np.concatenate(out)
 
 

@@ -36,7 +36,6 @@ __all__ = [
     "Skipped",
     "SourceNote",
     "SPLITS",
-    "detect_format",
     "find_atom3d_lmdbs",
     "iter_atom3d",
     "iter_pdbbind",
@@ -108,15 +107,6 @@ class Skipped:
     source: str
     stage: str
     reason: str
-
-
-def detect_format(path: Path) -> SourceFormat:
-    """Guess the layout of one source path (see `resolve_sources` for the full rules).
-
-    Raises:
-        DataError: if it is neither an ATOM3D LMDB tree, a PDBbind folder nor a CSV manifest.
-    """
-    return resolve_sources([Path(path)], SourceFormat.auto)[0][1]
 
 
 def _candidate_roots(path: Path, depth: int = 3) -> list[tuple[Path, SourceFormat]]:
@@ -248,25 +238,8 @@ def find_atom3d_lmdbs(path: Path, *, strict: bool = True) -> dict[str | None, Pa
                     f"(each holding data.mdb) or one LMDB folder{hint}")
 
 
-def _frame_rows(table: dict) -> tuple[list[str], list[list]]:
-    return table["columns"], table["data"]
-
-
-_ELEMENT_CACHE: dict[str, int] = {}
-
-
-def _numbers(symbols: list[str]) -> np.ndarray:
-    out = np.empty(len(symbols), dtype=np.uint8)
-    for i, symbol in enumerate(symbols):
-        number = _ELEMENT_CACHE.get(symbol)
-        if number is None:
-            number = _ELEMENT_CACHE[symbol] = atomic_number(symbol)
-        out[i] = number
-    return out
-
-
 def _atom3d_atoms(table: dict, is_protein: bool, grid: GridConfig) -> pl.DataFrame:
-    columns, rows = _frame_rows(table)
+    columns, rows = table["columns"], table["data"]
     col = {name: i for i, name in enumerate(columns)}
     ix, iy, iz, ie, ir = col["x"], col["y"], col["z"], col["element"], col["resname"]
     ia, iocc = col.get("altloc"), col.get("occupancy")
@@ -289,7 +262,7 @@ def _atom3d_atoms(table: dict, is_protein: bool, grid: GridConfig) -> pl.DataFra
             best_altloc[key] = len(keep_rows)
         keep_rows.append(row)
     xyz = np.array([(r[ix], r[iy], r[iz]) for r in keep_rows], dtype=np.float64).reshape(-1, 3)
-    numbers = _numbers([str(r[ie]).strip().upper() for r in keep_rows])
+    numbers = np.array([atomic_number(str(r[ie]).strip().upper()) for r in keep_rows], dtype=np.uint8)
     return make_atom_table(xyz, numbers, is_protein)
 
 
