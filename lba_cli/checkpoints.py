@@ -16,6 +16,7 @@ A checkpoint is a dict of plain values and tensors, loadable with ``weights_only
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 
 from lba_cli.errors import DataError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "strip_prefixes", "CHECKPOINT_FORMAT_VERSION"]
+__all__ = ["save_checkpoint", "copy_checkpoint", "load_checkpoint", "strip_prefixes", "CHECKPOINT_FORMAT_VERSION"]
 
 CHECKPOINT_FORMAT_VERSION = 1
 _PREFIXES = ("_orig_mod.", "module.")
@@ -51,6 +52,15 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+def copy_checkpoint(source: Path, destination: Path) -> None:
+    """Copy a checkpoint file atomically (``best`` from the ``last`` just written, without
+    serialising the model twice)."""
+    destination = Path(destination)
+    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, destination)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from lba_cli.checkpoints import save_checkpoint
+from lba_cli.checkpoints import copy_checkpoint, save_checkpoint
 from lba_cli.config import TrainConfig
 from lba_cli.distributed import DistContext, all_reduce_sums, broadcast_object, unwrap
 from lba_cli.runs import Run, utc_now
@@ -277,7 +277,7 @@ def fit(
                     run.write_metrics(history)
                     save_checkpoint(run.checkpoint_path("last"), payload(number, None))
                     if improved:
-                        save_checkpoint(run.checkpoint_path("best"), payload(number, None))
+                        copy_checkpoint(run.checkpoint_path("last"), run.checkpoint_path("best"))
                     best_row = next(h for h in history if h["epoch"] == result.best["epoch"]) if result.best else metrics
                     run.log(f"epoch {number}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" in k))
                     run.update_status(heartbeat_at=utc_now(), epochs_done=number,
