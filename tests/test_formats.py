@@ -303,6 +303,7 @@ def test_protein_split_by_chain_sequence_identity_without_uniprot(tmp_path):
 
 
 def test_unknown_protein_identity_is_said(tmp_path):
+    require_shared()
     rec = ComplexRecord("x", 5.0, structure_atoms(read_structure(PDBBIND / "1a30" / "1a30_pocket.pdb")),
                         read_ligand_atoms([PDBBIND / "1a30" / "1a30_ligand.sdf"]).atoms)
     assert protein_groups([rec]) == [""]
