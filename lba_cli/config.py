@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from lba_cli.choices import RunKind, is_device_name
 from lba_cli.errors import ConfigError
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "NeighborConfig",
     "FinetuneConfig",
     "RunConfig",
-    "RunKind",
     "DEFAULT_ARCH",
     "PRETRAIN_TRAIN_DEFAULTS",
     "FINETUNE_TRAIN_DEFAULTS",
@@ -40,13 +40,6 @@ __all__ = [
 DEFAULT_ARCH = "resnet-bottleneck"
 _RUN_ID = re.compile(r"^\d{8}-\d")
 DEFAULT_CHANNELS: tuple[tuple[str, ...], ...] = (("C",), ("N",), ("O",), ("P",), ("S", "SE"), ("*",))
-
-
-class RunKind(str, Enum):
-    """What a run trains."""
-
-    pretrain = "pretrain"
-    finetune = "finetune"
 
 
 # The command-line option of each field, so that messages speak the user's language.
@@ -212,8 +205,7 @@ class TrainConfig:
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         _check(self.patience is None or self.patience >= 1, "patience", self.patience, "an integer >= 1")
         _check(self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-               "device", self.device, "auto, cpu, cuda or cuda:N")
+        _check(is_device_name(self.device), "device", self.device, "auto, cpu, cuda or cuda:N")
 
 
 PRETRAIN_TRAIN_DEFAULTS = TrainConfig(num_epochs=10, batch_size=64)

@@ -16,7 +16,8 @@ from lba_cli.data.atoms import read_ligand_atoms, read_structure, read_structure
 from lba_cli.data.build import build_dataset, protein_groups
 from lba_cli.data.grids_h5 import read_grid_set
 from lba_cli.data.manifests import iter_csv_manifest, iter_sdf_series, series_label_to_pk
-from lba_cli.data.sources import ComplexRecord, Skipped, SourceFormat, resolve_sources
+from lba_cli.choices import SourceFormat
+from lba_cli.data.sources import ComplexRecord, Skipped, resolve_sources
 from lba_cli.errors import DataError
 
 from conftest import PDBBIND, make_pdbbind_subset, require_shared

@@ -9,21 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from lba_cli.choices import LabelUnit, SourceFormat, SplitKind
 from lba_cli.cli.common import Quiet, Seed, friendly_errors, stderr, stdout
-
-
-class FormatChoice(str, Enum):
-    auto = "auto"
-    atom3d = "atom3d"
-    pdbbind = "pdbbind"
-    csv = "csv"
-    sdf_series = "sdf-series"
-
-
-class SplitChoice(str, Enum):
-    predefined = "predefined"
-    protein = "protein"
-    random = "random"
 
 
 @friendly_errors
@@ -31,7 +18,7 @@ def voxelize(
     sources: Annotated[list[Path], typer.Argument(help="ATOM3D LBA folders, PDBbind folders, CSV manifests, or PROTEIN LIGANDS.sdf (a series).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="HDF5 file to write.", dir_okay=False,
                                          rich_help_panel="Data")],
-    fmt: Annotated[FormatChoice, typer.Option("--format", help="Layout of the sources.", rich_help_panel="Data")] = FormatChoice.auto,
+    fmt: Annotated[SourceFormat, typer.Option("--format", help="Layout of the sources.", rich_help_panel="Data")] = SourceFormat.auto,
     box_size: Annotated[Optional[int], typer.Option("--box-size", help="Voxels per side (default: 21).", rich_help_panel="Grid", show_default=False)] = None,
     resolution: Annotated[Optional[float], typer.Option("--resolution", help="Voxel edge, Å (default: 1.0).", rich_help_panel="Grid", show_default=False)] = None,
     radius: Annotated[Optional[float], typer.Option("--radius", help="Atom sphere radius, Å (default: 0.5).", rich_help_panel="Grid", show_default=False)] = None,
@@ -39,10 +26,10 @@ def voxelize(
     protein_channel: Annotated[Optional[bool], typer.Option("--protein-channel/--no-protein-channel", help="Add a channel flagging protein atoms (default: on).", rich_help_panel="Grid", show_default=False)] = None,
     keep_hydrogens: Annotated[Optional[bool], typer.Option("--keep-hydrogens", help="Keep H and D atoms.", rich_help_panel="Grid", show_default=False)] = None,
     keep_water: Annotated[Optional[bool], typer.Option("--keep-water", help="Keep waters.", rich_help_panel="Grid", show_default=False)] = None,
-    split: Annotated[Optional[SplitChoice], typer.Option("--split", help="predefined (the source's), protein (whole proteins per split) or random (default: predefined if the source has splits, else protein).", rich_help_panel="Data", show_default=False)] = None,
+    split: Annotated[Optional[SplitKind], typer.Option("--split", help="predefined (the source's), protein (whole proteins per split) or random (default: predefined if the source has splits, else protein).", rich_help_panel="Data", show_default=False)] = None,
     seed: Seed = None,
     label_field: Annotated[Optional[str], typer.Option("--label-field", help="SDF property holding the affinity (sdf-series).", rich_help_panel="Data", show_default=False)] = None,
-    label_unit: Annotated[str, typer.Option("--label-unit", help="Unit of --label-field: pK, M, mM, uM, nM, pM, kcal/mol or kJ/mol (ΔG at 298.15 K).", rich_help_panel="Data")] = "pK",
+    label_unit: Annotated[LabelUnit, typer.Option("--label-unit", help="Unit of --label-field (kcal/mol and kJ/mol: ΔG at 298.15 K).", rich_help_panel="Data")] = LabelUnit.pk,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV.", dir_okay=False, rich_help_panel="Data")] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -53,8 +40,6 @@ def voxelize(
     """
     from lba_cli.config import GridConfig
     from lba_cli.data.build import build_dataset, write_skip_report
-    from lba_cli.data.sources import SourceFormat
-    from lba_cli.data.splits import SplitKind
 
     options = {"box_size_voxels": box_size, "resolution_A": resolution, "radius_A": radius, "channels": channels,
                "protein_channel": protein_channel, "keep_hydrogens": keep_hydrogens, "keep_water": keep_water}
@@ -68,9 +53,8 @@ def voxelize(
             if status is not None:
                 status.update(f"reading complexes: {counter['n']} ({complex_id})")
 
-        result = build_dataset(sources, output, grid, fmt=SourceFormat(fmt.value),
-                               split=SplitKind(split.value) if split else None, seed=seed or 0, on_complex=seen,
-                               label_field=label_field, label_unit=label_unit)
+        result = build_dataset(sources, output, grid, fmt=fmt, split=split, seed=seed or 0, on_complex=seen,
+                               label_field=label_field, label_unit=label_unit.value)
     for message in result.messages:
         stderr.print(f"[cyan]note:[/] {message}", highlight=False)
     for complex_id, note in result.notes:

@@ -8,15 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from lba_cli.choices import RunKind, SplitName
 from lba_cli.cli.common import Device, OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
 
 Runs = Annotated[list[str], typer.Argument(help="Run ids, unique prefixes, names or run directories (runs/* works).", show_default=False)]
-
-
-class SplitName(str, Enum):
-    train = "train"
-    val = "val"
-    test = "test"
 
 
 class PlotKind(str, Enum):
@@ -119,7 +114,7 @@ def plot(
     if not found:
         raise RunNotFoundError("no runs to plot")
     if kind is PlotKind.scatter:
-        pretrain = [r.id for r in found if r.kind != "finetune"]
+        pretrain = [r.id for r in found if r.kind != RunKind.finetune]
         if pretrain:
             raise ConfigError(f"--kind scatter plots predicted pK of fine-tuning runs; {', '.join(pretrain)} "
                               "pre-trains\nexpected: fine-tuning runs (lba runs list --kind finetune)")

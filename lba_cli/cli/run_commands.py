@@ -9,14 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from lba_cli.choices import RunKind, RunStatus
 from lba_cli.cli.common import OutputFormat, RunsDir, dump_json, friendly_errors, render_frame, stderr, stdout, store_from
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect, tag, remove and re-index runs.")
-
-
-class KindChoice(str, Enum):
-    pretrain = "pretrain"
-    finetune = "finetune"
 
 
 class ShowFormat(str, Enum):
@@ -27,10 +23,10 @@ class ShowFormat(str, Enum):
 @runs_app.command("list")
 @friendly_errors
 def list_runs(
-    kind: Annotated[Optional[KindChoice], typer.Option("--kind", help="Only pretrain or finetune runs.")] = None,
+    kind: Annotated[Optional[RunKind], typer.Option("--kind", help="Only runs of this kind.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Only runs whose name contains this.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only runs with this tag (repeat: all of them).")] = None,
-    status: Annotated[Optional[str], typer.Option("--status", help="Only runs with this status (running, completed, interrupted, failed, crashed).")] = None,
+    status: Annotated[Optional[RunStatus], typer.Option("--status", help="Only runs with this status.")] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     runs_dir: RunsDir = None,
 ) -> None:
@@ -44,7 +40,7 @@ def list_runs(
     for row in store_from(runs_dir).index_rows():
         if (kind and row["kind"] != kind.value) or (name and name not in (row["name"] or "")):
             continue
-        if (tag and not set(tag) <= set(row["tags"])) or (status and row["status"] != status):
+        if (tag and not set(tag) <= set(row["tags"])) or (status and row["status"] != status.value):
             continue
         metrics = json.loads(row["metrics_json"])
         rows.append({"id": row["id"], "kind": row["kind"], "name": row["name"] or "", "status": row["status"],

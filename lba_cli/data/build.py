@@ -15,8 +15,9 @@ import numpy as np
 from lba_cli.config import GridConfig
 from lba_cli.data.dataset import collate_atoms
 from lba_cli.data.grids_h5 import write_grids
-from lba_cli.data.sources import ComplexRecord, Skipped, SourceFormat, SourceNote, iter_complexes, resolve_sources
-from lba_cli.data.splits import SplitKind, assign_splits, shared_between_splits
+from lba_cli.choices import SPLITS, SourceFormat, SplitKind
+from lba_cli.data.sources import ComplexRecord, Skipped, SourceNote, iter_complexes, resolve_sources
+from lba_cli.data.splits import assign_splits, shared_between_splits
 from lba_cli.errors import DataError
 from lba_cli.voxelize import make_channel_lookup, voxelize_batch
 
@@ -230,7 +231,7 @@ def build_dataset(
     counts = Counter(splits)
     return BuildReport(
         output=Path(output),
-        counts={s: counts.get(s, 0) for s in ("train", "val", "test")},
+        counts={s: counts.get(s, 0) for s in SPLITS},
         skipped=skipped,
         notes=[(r.complex_id, note) for r in records for note in r.notes],
         leakage=shared_between_splits(splits, groups),

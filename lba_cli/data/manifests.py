@@ -10,10 +10,11 @@ import polars as pl
 
 from lba_cli.config import GridConfig
 from lba_cli.data.atoms import chain_sequences, read_structure, structure_atoms
-from lba_cli.data.sources import SPLITS, ComplexRecord, Skipped, read_complex_files
+from lba_cli.choices import SPLITS, LabelUnit
+from lba_cli.data.sources import ComplexRecord, Skipped, read_complex_files
 from lba_cli.errors import DataError, LbaError
 
-__all__ = ["CSV_COLUMNS", "LABEL_UNITS", "iter_csv_manifest", "iter_sdf_series", "series_label_to_pk"]
+__all__ = ["CSV_COLUMNS", "iter_csv_manifest", "iter_sdf_series", "series_label_to_pk"]
 
 
 CSV_COLUMNS = ("id", "protein", "ligand")
@@ -77,9 +78,6 @@ def iter_csv_manifest(path: Path, grid: GridConfig) -> Iterator[ComplexRecord | 
                             sequences=tuple(chain_sequences(structure)), ligand_smiles=ligand.smiles or "")
 
 
-LABEL_UNITS = ("pK", "M", "mM", "uM", "nM", "pM", "kcal/mol", "kJ/mol")
-
-
 def series_label_to_pk(value: str, unit: str) -> float:
     """Convert one SDF property value to pK.
 
@@ -94,8 +92,9 @@ def series_label_to_pk(value: str, unit: str) -> float:
     from lba_cli.data.affinity import UNIT_MOLAR, parse_affinity, pk_from_delta_g, pk_from_molar
 
     text = value.strip()
-    if unit not in LABEL_UNITS:
-        raise DataError(f"unknown --label-unit {unit!r}\nexpected one of: {', '.join(LABEL_UNITS)}")
+    units = [u.value for u in LabelUnit]
+    if unit not in units:
+        raise DataError(f"unknown --label-unit {unit!r}\nexpected one of: {', '.join(units)}")
     try:
         number = float(text)
     except ValueError:

@@ -11,12 +11,12 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from lba_cli.choices import SPLITS, SourceFormat
 from lba_cli.config import GridConfig
 from lba_cli.data.affinity import parse_affinity
 from lba_cli.data.atoms import (
@@ -31,11 +31,9 @@ from lba_cli.data.atoms import (
 from lba_cli.errors import DataError, LbaError
 
 __all__ = [
-    "SourceFormat",
     "ComplexRecord",
     "Skipped",
     "SourceNote",
-    "SPLITS",
     "find_atom3d_lmdbs",
     "iter_atom3d",
     "iter_pdbbind",
@@ -45,19 +43,6 @@ __all__ = [
     "canonical_smiles",
     "read_complex_files",
 ]
-
-SPLITS = ("train", "val", "test")
-
-
-class SourceFormat(str, Enum):
-    """Input layouts `lba voxelize` reads."""
-
-    auto = "auto"
-    atom3d = "atom3d"
-    pdbbind = "pdbbind"
-    csv = "csv"
-    sdf_series = "sdf-series"
-
 
 @dataclass
 class ComplexRecord:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import numpy as np
 
+from lba_cli.choices import SPLITS, SplitKind
 from lba_cli.errors import ConfigError
 
-__all__ = ["SplitKind", "assign_splits", "DEFAULT_FRACTIONS", "shared_between_splits"]
+__all__ = ["assign_splits", "DEFAULT_FRACTIONS", "shared_between_splits"]
 
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
-
-
-class SplitKind(str, Enum):
-    """How `lba voxelize` assigns splits."""
-
-    predefined = "predefined"
-    protein = "protein"
-    random = "random"
 
 
 def assign_splits(
@@ -82,7 +73,7 @@ def shared_between_splits(splits: list[str], keys: list[str]) -> dict[str, int]:
     Returns:
         e.g. ``{"train/test": 2, "train/val": 0, "val/test": 0}``.
     """
-    by_split: dict[str, set[str]] = {s: set() for s in ("train", "val", "test")}
+    by_split: dict[str, set[str]] = {s: set() for s in SPLITS}
     for split, key in zip(splits, keys):
         if key:
             by_split.setdefault(split, set()).add(key)
