@@ -7,7 +7,7 @@ import math
 import pytest
 
 from lba_cli.data.affinity import parse_affinity, pk_from_delta_g
-from lba_cli.data.sources import read_pdbbind_index
+from lba_cli.data.sources.pdbbind import read_pdbbind_index
 from lba_cli.errors import DataError
 
 from conftest import PDBBIND, PDBBIND_INDEX, require_shared

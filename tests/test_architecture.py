@@ -1,9 +1,13 @@
-"""Layering rules: the core never imports typer; `lba --help` never imports torch."""
+"""Layering rules: no import cycles; the core never imports typer; `lba --help` never imports torch."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lba_cli"
 
 
 def _modules_after(code: str) -> set[str]:
@@ -12,14 +16,79 @@ def _modules_after(code: str) -> set[str]:
     return set(out.stdout.split())
 
 
+def _module_names() -> dict[str, Path]:
+    names = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the lba_cli modules it imports anywhere (top level or inside functions).
+
+    ``from a.b import c`` depends on ``a.b.c`` when that is a module, else on ``a.b``.
+    """
+    modules = _module_names()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+            else:
+                continue
+            edges.update(t for t in targets if t in modules and t != name)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle found by depth-first search (each reported once, from where it closes)."""
+    found, state = [], {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                found.append(trail[trail.index(nxt):] + [node, nxt] if nxt in trail else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return found
+
+
+def test_every_module_imports():
+    names = sorted(_module_names())
+    modules = _modules_after("import importlib\n" + "\n".join(f"importlib.import_module({n!r})" for n in names
+                                                               if n != "lba_cli.__main__"))
+    assert set(names) - {"lba_cli.__main__"} <= modules
+
+
 def test_core_does_not_import_typer_or_rich():
-    core = ("lba_cli.voxelize", "lba_cli.data.build", "lba_cli.train", "lba_cli.finetune", "lba_cli.pretrain",
-            "lba_cli.evaluate", "lba_cli.runs", "lba_cli.compare", "lba_cli.plots")
+    core = [n for n in _module_names() if not n.startswith(("lba_cli.cli", "lba_cli.progress", "lba_cli.__main__"))]
     modules = _modules_after("; ".join(f"import {m}" for m in core))
     assert "typer" not in modules
     assert "rich" not in modules
 
 
-def test_cli_import_does_not_import_torch():
-    modules = _modules_after("import lba_cli.cli")
+def test_cli_import_and_every_help_do_not_import_torch():
+    """`lba --help` and `lba CMD --help` stay fast: no torch, polars or plotnine at start."""
+    code = ("from typer.testing import CliRunner\nfrom lba_cli.cli import app\nrunner = CliRunner()\n"
+            "for args in ([], ['download'], ['voxelize'], ['pretrain'], ['finetune'], ['sweep'], ['evaluate'], "
+            "['plot'], ['compare'], ['runs', 'list'], ['runs', 'show']):\n"
+            "    result = runner.invoke(app, [*args, '--help'])\n"
+            "    assert result.exit_code == 0, (args, result.output)\n")
+    modules = _modules_after(code)
+    assert "lba_cli.cli" in modules
     assert "torch" not in modules and "polars" not in modules and "plotnine" not in modules

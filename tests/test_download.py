@@ -89,7 +89,7 @@ def test_interrupted_download_resumes_verifies_and_unpacks(tmp_path):
     assert seen[-1] == len(payload)
     assert (tmp_path / NAME).read_bytes() == payload and not part.exists()
     assert (root / "data" / "test" / "data.mdb").is_file()
-    from lba_cli.data.sources import find_atom3d_lmdbs
+    from lba_cli.data.sources.atom3d import find_atom3d_lmdbs
 
     assert list(find_atom3d_lmdbs(root)) == ["test"]
 

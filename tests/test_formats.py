@@ -15,9 +15,10 @@ from lba_cli.config import GridConfig
 from lba_cli.data.atoms import read_ligand_atoms, read_structure, read_structure_atoms, structure_atoms
 from lba_cli.data.build import build_dataset, protein_groups
 from lba_cli.data.grids_h5 import read_grid_set
-from lba_cli.data.manifests import iter_csv_manifest, iter_sdf_series, series_label_to_pk
 from lba_cli.choices import SourceFormat
-from lba_cli.data.sources import ComplexRecord, Skipped, resolve_sources
+from lba_cli.data.records import ComplexRecord, Skipped, SourceOptions
+from lba_cli.data.sources import csv_manifest, resolve_sources, sdf_series
+from lba_cli.data.sources.sdf_series import series_label_to_pk
 from lba_cli.errors import DataError
 
 from conftest import PDBBIND, make_pdbbind_subset, require_shared
@@ -205,7 +206,7 @@ def test_csv_manifest_with_labels_strings_splits_and_bad_rows(tmp_path):
         f"missing,{PDBBIND}/1bzc/nope.pdb,{PDBBIND}/1bzc/1bzc_ligand.sdf,Ki=1nM,val",
     ]
     manifest = write(tmp_path / "m.csv", rows)
-    items = list(iter_csv_manifest(manifest, GridConfig()))
+    items = list(csv_manifest.iter_records((manifest,), GridConfig()))
     records = {i.complex_id: i for i in items if isinstance(i, ComplexRecord)}
     skipped = {i.complex_id: i for i in items if isinstance(i, Skipped)}
     assert set(records) == {"1a30", "1bcu"} and set(skipped) == {"nolabel", "badlabel", "missing"}
@@ -251,7 +252,7 @@ def test_sdf_series_one_protein_many_records(tmp_path):
         writer.write(mol)
     writer.close()
     protein = PDBBIND / "1a30" / "1a30_protein.pdb.gz"
-    items = list(iter_sdf_series(protein, tmp_path / "series.sdf", GridConfig(), "dG", "kcal/mol"))
+    items = list(sdf_series.iter_records((protein, tmp_path / "series.sdf"), GridConfig(), SourceOptions("dG", "kcal/mol")))
     records = [i for i in items if isinstance(i, ComplexRecord)]
     assert [r.complex_id for r in records] == ["lig_a_1", "lig_b_2"]
     assert records[0].affinity_pk == pytest.approx(6.0 / (1.987204e-3 * 298.15 * math.log(10)), abs=1e-3)

@@ -10,7 +10,9 @@ import pytest
 from lba_cli.config import GridConfig
 from lba_cli.data.build import build_dataset
 from lba_cli.data.grids_h5 import open_grids, read_grid_set
-from lba_cli.data.sources import Skipped, SourceNote, find_atom3d_lmdbs, iter_atom3d, iter_pdbbind
+from lba_cli.data.records import Skipped, SourceNote
+from lba_cli.data.sources import atom3d, pdbbind
+from lba_cli.data.sources.atom3d import find_atom3d_lmdbs
 from lba_cli.errors import DataError
 
 from conftest import ATOM3D, PDBBIND, make_pdbbind_subset, require_shared
@@ -33,7 +35,7 @@ def test_atom3d_one_level_too_high_names_the_path_to_give():
 
 def test_atom3d_records_are_parsed_without_hydrogens_or_water():
     require_shared()
-    records = list(iter_atom3d(ATOM3D / "data" / "test", GridConfig()))
+    records = list(atom3d.iter_records((ATOM3D / "data" / "test",), GridConfig()))
     assert len(records) == 38 and not any(isinstance(r, Skipped) for r in records)
     first = records[0]
     assert first.complex_id == "1bcu" and first.affinity_pk == pytest.approx(3.28)
@@ -65,7 +67,7 @@ def test_atom3d_and_pdbbind_give_the_same_ids_labels_atoms_and_grids(demo_h5s):
 
 def test_pdbbind_reads_all_285_demo_complexes():
     require_shared()
-    items = [i for i in iter_pdbbind(PDBBIND, GridConfig()) if not isinstance(i, SourceNote)]
+    items = [i for i in pdbbind.iter_records((PDBBIND,), GridConfig()) if not isinstance(i, SourceNote)]
     skipped = [i for i in items if isinstance(i, Skipped)]
     assert len(items) == 285 and skipped == []
     unsanitised = [i for i in items if any("unsanitised" in n for n in i.notes)]
@@ -78,7 +80,7 @@ def test_pdbbind_folder_without_index_entry_is_skipped_with_reason(tmp_path):
     subset = make_pdbbind_subset(tmp_path / "p", ("1a30", "1bcu"))
     index = subset / "index" / "INDEX_demo_PL_data.2021"
     index.write_text("\n".join(l for l in index.read_text().splitlines() if not l.startswith("1bcu")) + "\n")
-    items = list(iter_pdbbind(subset, GridConfig()))
+    items = list(pdbbind.iter_records((subset,), GridConfig()))
     skipped = [i for i in items if isinstance(i, Skipped)]
     assert [s.complex_id for s in skipped] == ["1bcu"] and "no entry" in skipped[0].reason
 

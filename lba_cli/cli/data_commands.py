@@ -54,7 +54,7 @@ def voxelize(
                 status.update(f"reading complexes: {counter['n']} ({complex_id})")
 
         result = build_dataset(sources, output, grid, fmt=fmt, split=split, seed=seed or 0, on_complex=seen,
-                               label_field=label_field, label_unit=label_unit.value)
+                               label_field=label_field, label_unit=label_unit)
     for message in result.messages:
         stderr.print(f"[cyan]note:[/] {message}", highlight=False)
     for complex_id, note in result.notes:

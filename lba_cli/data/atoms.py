@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from lba_cli.config import GridConfig
 from lba_cli.errors import DataError
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "chain_sequences",
     "read_structure_atoms",
     "read_ligand_atoms",
+    "read_complex_files",
+    "mol_atoms",
     "STRUCTURE_SUFFIXES",
     "is_structure_file",
 ]
@@ -297,3 +300,26 @@ def read_ligand_atoms(paths: list[Path], *, keep_hydrogens: bool = False) -> Lig
                 return LigandRead(atoms, path, False, None)
         failures.append(f"{path.name}: could not be read, even unsanitised")
     raise DataError("cannot read ligand: " + "; ".join(failures or ["no ligand file given"]))
+
+
+def read_complex_files(protein_path: Path, ligand_paths: list[Path],
+                       grid: GridConfig) -> tuple[object, pl.DataFrame, LigandRead]:
+    """Receptor and ligand of one complex, filtered as ``grid`` says.
+
+    Args:
+        protein_path: the receptor's structure file.
+        ligand_paths: candidate files of the ligand, in order of preference (see
+            `read_ligand_atoms`).
+        grid: its ``keep_hydrogens`` and ``keep_water``.
+
+    Returns:
+        The receptor's ``gemmi.Structure`` (for chain sequences), its atom table, and the ligand.
+
+    Raises:
+        DataError: the reason the complex cannot be used.
+    """
+    structure = read_structure(protein_path)
+    protein = structure_atoms(structure, keep_hydrogens=grid.keep_hydrogens, keep_water=grid.keep_water)
+    if protein.height == 0:
+        raise DataError(f"no protein atoms in {protein_path.name}")
+    return structure, protein, read_ligand_atoms(ligand_paths, keep_hydrogens=grid.keep_hydrogens)

@@ -15,8 +15,9 @@ import numpy as np
 from lba_cli.config import GridConfig
 from lba_cli.data.dataset import collate_atoms
 from lba_cli.data.grids_h5 import write_grids
-from lba_cli.choices import SPLITS, SourceFormat, SplitKind
-from lba_cli.data.sources import ComplexRecord, Skipped, SourceNote, iter_complexes, resolve_sources
+from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
+from lba_cli.data.records import ComplexRecord, Skipped, SourceNote, SourceOptions
+from lba_cli.data.sources import iter_complexes, resolve_sources
 from lba_cli.data.splits import assign_splits, shared_between_splits
 from lba_cli.errors import DataError
 from lba_cli.voxelize import make_channel_lookup, voxelize_batch
@@ -129,7 +130,7 @@ def build_dataset(
     seed: int = 0,
     on_complex: Callable[[str], None] | None = None,
     label_field: str | None = None,
-    label_unit: str = "pK",
+    label_unit: LabelUnit | str = LabelUnit.pk,
 ) -> BuildReport:
     """Read complexes from every source, voxelize them and write one HDF5 file.
 
@@ -156,10 +157,11 @@ def build_dataset(
     messages: list[str] = []
     seen: dict[str, str] = {}
     given = {Path(s) for s in sources}
+    options = SourceOptions(label_field, label_unit)
     for paths, kind in resolve_sources([Path(s) for s in sources], fmt):
         if paths[0] not in given:  # the user pointed above the data: say where it was found
             messages.append(f"reading {paths[0]} ({kind.value} data found there)")
-        for item in iter_complexes(paths, kind, grid, label_field=label_field, label_unit=label_unit):
+        for item in iter_complexes(paths, kind, grid, options):
             if isinstance(item, SourceNote):
                 messages.append(item.text)
                 continue
