@@ -25,7 +25,6 @@ __all__ = [
     "NeighborConfig",
     "FinetuneConfig",
     "RunConfig",
-    "DEFAULT_ARCH",
     "PRETRAIN_TRAIN_DEFAULTS",
     "FINETUNE_TRAIN_DEFAULTS",
     "parse_channels",
@@ -37,7 +36,6 @@ __all__ = [
     "config_to_toml",
 ]
 
-DEFAULT_ARCH = "resnet-bottleneck"
 _RUN_ID = re.compile(r"^\d{8}-\d")
 DEFAULT_CHANNELS: tuple[tuple[str, ...], ...] = (("C",), ("N",), ("O",), ("P",), ("S", "SE"), ("*",))
 
@@ -144,8 +142,9 @@ class ModelConfig:
     """Which network to build (SPEC §5); ``None`` fields take the architecture's default.
 
     Attributes:
-        arch: registered architecture name (`lba_cli.models.list_models()`); None means
-            `DEFAULT_ARCH` for a new model, or the checkpoint's for ``finetune --init RUN``.
+        arch: registered architecture name (`lba_cli.models.registry.ARCHITECTURES`); None
+            means the registry's `DEFAULT_ARCH` for a new model, or the checkpoint's for
+            ``finetune --init RUN``.
         widths: channels of the stem and of each stage, e.g. ``(64, 128, 256, 512)``.
         bottleneck_divisor: bottleneck width = block input channels / this (bottleneck archs).
         blocks: residual blocks per stage (ResNets; the first of each stage halves the grid).

@@ -68,6 +68,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def test_no_import_cycles_between_modules():
+    graph = _import_graph()
+    assert len(graph) > 40 and "lba_cli.data.sources.atom3d" in graph["lba_cli.data.sources"]
+    assert _cycles(graph) == []
+
+
 def test_every_module_imports():
     names = sorted(_module_names())
     modules = _modules_after("import importlib\n" + "\n".join(f"importlib.import_module({n!r})" for n in names

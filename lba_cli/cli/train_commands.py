@@ -7,9 +7,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from lba_cli.models.registry import DEFAULT_ARCH, describe_architectures
 from lba_cli.cli.common import Device, Name, Quiet, RunsDir, Seed, friendly_errors, stderr, stdout, store_from
 
-Arch = Annotated[Optional[str], typer.Option("--arch", help="cnn, resnet or resnet-bottleneck (default: resnet-bottleneck, or the --init run's).", rich_help_panel="Model", show_default=False)]
+Arch = Annotated[Optional[str], typer.Option("--arch", help=f"{describe_architectures()} (default: {DEFAULT_ARCH}, or the --init run's).", rich_help_panel="Model", show_default=False)]
 Widths = Annotated[Optional[list[int]], typer.Option("--width", help="Stem then stage widths, repeated (e.g. --width 64 --width 128 ...).", rich_help_panel="Model", show_default=False)]
 HeadHidden = Annotated[Optional[int], typer.Option("--head-hidden", help="Hidden units of the regression head (default: 256).", rich_help_panel="Model", show_default=False)]
 BottleneckDivisor = Annotated[Optional[int], typer.Option("--bottleneck-divisor", help="Bottleneck width = block input / this (default: 4).", rich_help_panel="Model", show_default=False)]

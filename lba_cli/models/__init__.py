@@ -1,64 +1,25 @@
-"""Model registry: encoders by name, and the affinity and neighbor-location models.
+"""Models: encoders by name (`lba_cli.models.registry`), and the affinity and neighbor-location models.
 
 ``create_model(config, in_channels, task)`` builds a model from a `ModelConfig` whose
 ``None`` fields take the registered architecture's defaults; `resolve_model_config` returns
-the config with every field filled in, which is what runs and checkpoints record.
+the config with every field filled in, which is what runs and checkpoints record. Importing
+this package does not import torch; building a model does.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from lba_cli.config import DEFAULT_ARCH, ModelConfig
 from lba_cli.errors import ConfigError
+from lba_cli.models.registry import ARCHITECTURES, DEFAULT_ARCH, list_models, load_factory
 
-__all__ = [
-    "register_model",
-    "create_encoder",
-    "create_model",
-    "list_models",
-    "resolve_model_config",
-    "ArchDefaults",
-]
+if TYPE_CHECKING:
+    from torch import nn
 
+    from lba_cli.config import ModelConfig
 
-@dataclass(frozen=True)
-class ArchDefaults:
-    """Defaults an architecture gives to the ``None`` fields of `ModelConfig`."""
-
-    widths: tuple[int, ...]
-    bottleneck_divisor: int | None = None
-    blocks: int | None = None
-
-
-_REGISTRY: dict[str, tuple[Callable[..., nn.Module], ArchDefaults]] = {}
-
-
-def register_model(name: str, defaults: ArchDefaults) -> Callable:
-    """Register an encoder factory ``fn(in_channels, config) -> nn.Module`` under ``name``.
-
-    The module must set ``num_features`` (F) and map (B, C, X, Y, Z) to (B, F).
-    """
-
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = (factory, defaults)
-        return factory
-
-    return decorator
-
-
-def _ensure_registered() -> None:
-    from lba_cli.models import resnet3d  # noqa: F401  (registers on import)
-
-
-def list_models() -> list[str]:
-    """Names of the registered architectures, sorted."""
-    _ensure_registered()
-    return sorted(_REGISTRY)
+__all__ = ["create_encoder", "create_model", "list_models", "resolve_model_config", "ARCHITECTURES", "DEFAULT_ARCH"]
 
 
 def resolve_model_config(config: ModelConfig) -> ModelConfig:
@@ -67,24 +28,24 @@ def resolve_model_config(config: ModelConfig) -> ModelConfig:
     Raises:
         ConfigError: if the architecture is not registered.
     """
-    _ensure_registered()
     if config.arch is None:
         config = dataclasses.replace(config, arch=DEFAULT_ARCH)
-    if config.arch not in _REGISTRY:
-        raise ConfigError(f"unknown architecture {config.arch!r}\nexpected one of: {', '.join(sorted(_REGISTRY))}")
-    defaults = _REGISTRY[config.arch][1]
+    if config.arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {config.arch!r}\nexpected one of: {', '.join(list_models())}")
+    defaults = ARCHITECTURES[config.arch]
     return dataclasses.replace(
         config,
         widths=config.widths if config.widths is not None else defaults.widths,
-        bottleneck_divisor=config.bottleneck_divisor if config.bottleneck_divisor is not None else defaults.bottleneck_divisor,
+        bottleneck_divisor=config.bottleneck_divisor if config.bottleneck_divisor is not None
+        else defaults.bottleneck_divisor,
         blocks=config.blocks if config.blocks is not None else defaults.blocks,
     )
 
 
 def create_encoder(config: ModelConfig, in_channels: int) -> nn.Module:
-    """Build the encoder named by ``config.arch`` (see `register_model`)."""
+    """Build the encoder named by ``config.arch``: grids (B, C, X, Y, Z) -> features (B, F)."""
     config = resolve_model_config(config)
-    return _REGISTRY[config.arch][0](in_channels, config)
+    return load_factory(config.arch)(in_channels, config)
 
 
 def create_model(config: ModelConfig, in_channels: int, task: str) -> nn.Module:

@@ -13,10 +13,9 @@ import torch
 from torch import nn
 
 from lba_cli.config import ModelConfig
-from lba_cli.models import ArchDefaults, register_model
 from lba_cli.models.blocks import BasicBlock3d, Bottleneck3d, ConvBnAct3d
 
-__all__ = ["ResNet3d", "Cnn3d"]
+__all__ = ["ResNet3d", "Cnn3d", "make_resnet", "make_resnet_bottleneck", "make_cnn"]
 
 
 class ResNet3d(nn.Module):
@@ -81,16 +80,16 @@ class Cnn3d(nn.Module):
         return self.dropout(self.features(x).mean(dim=(2, 3, 4)))  # (B, F, X, Y, Z) -> (B, F)
 
 
-@register_model("resnet", ArchDefaults(widths=(64, 128, 256, 512), blocks=1))
-def _resnet(in_channels: int, config: ModelConfig) -> nn.Module:
+def make_resnet(in_channels: int, config: ModelConfig) -> nn.Module:
+    """The ``resnet`` encoder: basic blocks (config fields resolved by `lba_cli.models.resolve_model_config`)."""
     return ResNet3d(in_channels, config.widths, blocks=config.blocks)
 
 
-@register_model("resnet-bottleneck", ArchDefaults(widths=(64, 128, 256, 512), bottleneck_divisor=4, blocks=1))
-def _resnet_bottleneck(in_channels: int, config: ModelConfig) -> nn.Module:
+def make_resnet_bottleneck(in_channels: int, config: ModelConfig) -> nn.Module:
+    """The ``resnet-bottleneck`` encoder: bottleneck blocks of width block input / ``config.bottleneck_divisor``."""
     return ResNet3d(in_channels, config.widths, bottleneck_divisor=config.bottleneck_divisor, blocks=config.blocks)
 
 
-@register_model("cnn", ArchDefaults(widths=(32, 64, 128, 256)))
-def _cnn(in_channels: int, config: ModelConfig) -> nn.Module:
+def make_cnn(in_channels: int, config: ModelConfig) -> nn.Module:
+    """The ``cnn`` encoder: ATOM3D's 3D CNN with ``config.widths`` and ``config.dropout``."""
     return Cnn3d(in_channels, config.widths, config.dropout)
