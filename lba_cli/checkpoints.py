@@ -15,13 +15,13 @@ A checkpoint is a dict of plain values and tensors, loadable with ``weights_only
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lba_cli.atomic import atomic_path
 from lba_cli.errors import DataError
 
 __all__ = ["save_checkpoint", "copy_checkpoint", "load_checkpoint", "strip_prefixes", "CHECKPOINT_FORMAT_VERSION"]
@@ -45,22 +45,17 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (see the module docstring) atomically: temporary file, then rename."""
     from lba_cli import __version__
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": CHECKPOINT_FORMAT_VERSION, "lba_version": __version__, **payload}
     payload["model"] = strip_prefixes(payload["model"])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def copy_checkpoint(source: Path, destination: Path) -> None:
     """Copy a checkpoint file atomically (``best`` from the ``last`` just written, without
     serialising the model twice)."""
-    destination = Path(destination)
-    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, destination)
+    with atomic_path(destination) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

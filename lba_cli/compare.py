@@ -17,7 +17,7 @@ import polars as pl
 
 from lba_cli.errors import LbaError, RunNotFoundError
 from lba_cli.metrics import mean_std
-from lba_cli.runs import Run, RunStore
+from lba_cli.runs import INDEX_NAME, Run, RunStore, is_run_dir
 
 __all__ = ["flatten_config", "run_label", "differing_settings", "collect_runs", "compare_runs", "Comparison", "labels_for",
            "METRIC_COLUMNS"]
@@ -72,10 +72,14 @@ def differing_settings(configs: list[dict[str, Any]]) -> list[str]:
 
 
 def collect_runs(store: RunStore, refs: list[str]) -> tuple[list[Run], list[tuple[str, str]]]:
-    """Resolve references, skipping paths that exist but are not runs (such as index.sqlite).
+    """Resolve references, as a shell glob such as ``runs/*`` gives them.
+
+    Entries of a runs directory that are not runs (``index.sqlite`` and its companions) are
+    left out silently: ``runs/*`` lists them, and nobody means them. Any other path that
+    exists but is not a run is left out and reported.
 
     Returns:
-        (runs without duplicates, in the order given; [(ref, reason)] for skipped entries).
+        (runs without duplicates, in the order given; [(ref, reason)] for reported entries).
 
     Raises:
         RunNotFoundError: for a reference that is neither a run nor an existing path.
@@ -84,13 +88,12 @@ def collect_runs(store: RunStore, refs: list[str]) -> tuple[list[Run], list[tupl
     skipped: list[tuple[str, str]] = []
     seen = set()
     for ref in refs:
-        try:
-            run = store.resolve(ref)
-        except RunNotFoundError:
-            if Path(ref).exists():
+        path = Path(ref)
+        if path.exists() and not is_run_dir(path):
+            if not (path.resolve().parent / INDEX_NAME).exists():
                 skipped.append((ref, "not a run directory"))
-                continue
-            raise
+            continue
+        run = store.resolve(ref)
         if run.path.resolve() not in seen:
             seen.add(run.path.resolve())
             runs.append(run)

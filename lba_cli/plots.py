@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from lba_cli.atomic import atomic_path
 from lba_cli.errors import LbaError
 
 __all__ = ["theme_lba", "curves_frame", "select_metrics", "plot_curves", "plot_scatter", "plot_sweep", "save_plot",
@@ -198,16 +199,12 @@ def save_plot(plot, path: Path, width_in: float = 8.0, height_in: float = 5.0, d
     Raises:
         LbaError: for another suffix.
     """
-    import os
     import warnings
 
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise LbaError(f"cannot write a figure to {path}\nexpected: a .png, .svg or .pdf file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    with warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # plotnine warns about every saved file's size
         plot.save(tmp, width=width_in, height=height_in, dpi=dpi, verbose=False)
-    os.replace(tmp, path)
     return path

@@ -51,11 +51,12 @@ def resume_run(store: RunStore, ref: str, reporter: Reporter | None = None, kind
         import dataclasses
         import json
 
+        from lba_cli.atomic import write_text_atomic
         from lba_cli.config import config_to_dict
 
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, num_epochs=num_epochs))
         extended = {**run.config, "train": config_to_dict(config.train)}
-        (run.path / "config.json").write_text(json.dumps(extended, indent=2, sort_keys=True))
+        write_text_atomic(run.path / "config.json", json.dumps(extended, indent=2, sort_keys=True))
         run.log(f"num_epochs changed to {num_epochs} for --resume")
     elif status["status"] == "completed":
         raise StoreError(f"run {run.id} already completed its {done} epoch(s)\n"

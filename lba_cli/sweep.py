@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from lba_cli.atomic import write_text_atomic
 from lba_cli.config import RunConfig
 from lba_cli.errors import ConfigError
 from lba_cli.metrics import mean_std
@@ -118,8 +118,8 @@ def run_sweep(plan: SweepPlan, store: RunStore, reporter: Reporter | None = None
 
     result.table = summarise_sweep(result.runs)
     result.table_path = plan.output_dir / "sweep.csv"
-    _write_atomic_text(result.table_path, result.table.write_csv())
-    (plan.output_dir / "sweep.md").write_text(_markdown(result.table))
+    write_text_atomic(result.table_path, result.table.write_csv())
+    write_text_atomic(plan.output_dir / "sweep.md", _markdown(result.table))
     from lba_cli.plots import plot_sweep, save_plot
 
     result.figure_path = save_plot(plot_sweep(sweep_frame(result.runs)), plan.output_dir / "sweep.png", 9.0, 6.0)
@@ -170,15 +170,9 @@ def _markdown(table: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_manifest(plan: SweepPlan, result: SweepResult) -> Path:
     path = plan.output_dir / "sweep.json"
     manifest = {"group": result.group, "settings": [list(s) for s in plan.settings], "seeds": list(plan.seeds),
                 "runs": [{"label": label, "seed": seed, "run": run.id} for label, seed, run in result.runs]}
-    _write_atomic_text(path, json.dumps(manifest, indent=2))
+    write_text_atomic(path, json.dumps(manifest, indent=2))
     return path

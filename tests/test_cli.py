@@ -96,7 +96,7 @@ def test_pipeline_end_to_end(tmp_path, tiny_pdbbind, bm5_subset, monkeypatch):
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 + 4  # header + 1 pretrain + 3 finetune runs; index.sqlite skipped
-    assert "not a run directory" in result.output
+    assert "index.sqlite" not in result.output  # a runs directory's own files are not runs: left out silently
     header = lines[0].split(",")
     assert {"label", "best_epoch", "val/rmse", "test/rmse", "finetune.freeze"} <= set(header)
 

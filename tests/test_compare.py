@@ -48,7 +48,14 @@ def test_one_table_per_kind_with_only_differing_settings(store):
     fine = result.tables["finetune"]
     assert sorted(set(fine["label"])) == ["1-2-20", "1-2-20 frozen", "random"]
     assert "train.seed" in fine.columns and "finetune.freeze" in fine.columns
-    assert [s for s, _ in result.skipped] == [str(store.root / "index.sqlite")]
+    assert result.skipped == []  # runs/index.sqlite is left out silently
+
+
+def test_a_path_that_is_not_a_run_is_reported(store, tmp_path):
+    stray = tmp_path / "notes.txt"
+    stray.write_text("not a run")
+    result = compare_runs(store, [str(stray), store.runs()[0].id])
+    assert result.skipped == [(str(stray), "not a run directory")]
 
 
 def test_replicate_groups_are_mean_and_population_std(store):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lba_cli.errors import RunNotFoundError
-from lba_cli.runs import INDEX_NAME, MIGRATIONS, RunStore
+from lba_cli.runs import INDEX_NAME, MIGRATIONS, RunStore, index
 
 EXPECTED_COLUMNS = ["id", "kind", "name", "status", "created_at", "started_at", "finished_at", "heartbeat_at",
                     "parent_id", "config_json", "best_epoch", "metrics_json", "host", "pid"]
@@ -28,7 +29,7 @@ def test_blank_store_gets_the_exact_schema(tmp_path):
     db = sqlite3.connect(tmp_path / "runs" / INDEX_NAME)
     columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
     assert columns == EXPECTED_COLUMNS
-    assert [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")] == [m[0] for m in MIGRATIONS]
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")] == [m.__name__ for m in MIGRATIONS]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -132,17 +133,16 @@ def test_old_index_is_migrated_to_the_exact_current_schema(tmp_path):
     old.mkdir()
     db = sqlite3.connect(old / INDEX_NAME, isolation_level=None)
     db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for statement in filter(str.strip, MIGRATIONS[0][1].split(";")):
-        db.execute(statement)
+    MIGRATIONS[0](db)
     db.execute("INSERT INTO _migrations VALUES ('m001_create_runs', '2026-01-01T00:00:00+00:00')")
     db.execute("INSERT INTO runs (id, kind, status, created_at, config_json) VALUES ('r1', 'finetune', 'completed', "
                "'2026-01-01T00:00:00+00:00', '{}')")
     db.close()
-    with RunStore(old)._connect():  # opening applies m002, m003
+    with index.connect(old):  # opening applies m002, m003
         pass
 
     blank = tmp_path / "blank"
-    with RunStore(blank)._connect():
+    with index.connect(blank):
         pass
 
     def schema(path):
@@ -152,13 +152,11 @@ def test_old_index_is_migrated_to_the_exact_current_schema(tmp_path):
     assert schema(old) == schema(blank)
     con = sqlite3.connect(old / INDEX_NAME)
     assert con.execute("SELECT id, host FROM runs").fetchall() == [("r1", None)]  # data kept
-    assert [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY name")] == [m[0] for m in MIGRATIONS]
+    assert [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY name")] == [m.__name__ for m in MIGRATIONS]
 
 
 def test_index_follows_the_directories(tmp_path):
     """Runs deleted or copied in by hand, and a corrupt index, are set right from the directories."""
-    import shutil
-
     from lba_cli.errors import StoreError
 
     store = RunStore(tmp_path)
@@ -174,3 +172,57 @@ def test_index_follows_the_directories(tmp_path):
     assert store.reindex() == 1
     assert [r["name"] for r in store.index_rows()] == ["b"]
     assert list(tmp_path.glob(f"{INDEX_NAME}.broken-*"))
+
+
+def test_reads_use_the_index_and_scan_directories_only_on_a_miss(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    a = store.create_run(_config(name="alpha"))
+    store.create_run(_config(kind="pretrain", name="beta"))
+    other = RunStore(tmp_path / "elsewhere").create_run(_config(name="gamma"))
+
+    def no_scan(self):
+        raise AssertionError("the run directories were scanned")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunStore, "_run_dirs", no_scan)
+        assert store.resolve("alpha").id == a.id and store.resolve(a.id).id == a.id
+        assert [r["name"] for r in store.index_rows(kind="pretrain")] == ["beta"]
+    copied = tmp_path / other.id
+    shutil.copytree(other.path, copied)  # a run copied in by hand: found on the miss, then indexed
+    assert store.resolve("gamma").path == copied
+    assert [r["name"] for r in store.index_rows()] == ["alpha", "beta", "gamma"]
+
+
+def test_list_filters_run_in_sql(tmp_path):
+    store = RunStore(tmp_path)
+    runs = [store.create_run(_config(kind=kind, name=name)) for kind, name in
+            (("finetune", "rand-s0"), ("finetune", "rand-s1"), ("pretrain", "pre"))]
+    store.tag(runs[0], add=["paper", "baseline"])
+    store.tag(runs[1], add=["paper"])
+    runs[1].update_status(status="completed")
+    old = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat(timespec="seconds")
+    runs[2].update_status(status="running", heartbeat_at=old)
+    names = lambda **filters: [r["name"] for r in store.index_rows(**filters)]  # noqa: E731
+    assert names(kind="finetune") == ["rand-s0", "rand-s1"]
+    assert names(name_contains="rand") == ["rand-s0", "rand-s1"]
+    assert names(tags=["paper"]) == ["rand-s0", "rand-s1"] and names(tags=["paper", "baseline"]) == ["rand-s0"]
+    assert names(status="completed") == ["rand-s1"]
+    assert names(status="crashed") == ["pre"] and names(status="running") == []
+    assert store.index_rows(tags=["baseline"])[0]["tags"] == ["baseline", "paper"]
+
+
+def test_a_failing_migration_leaves_no_trace(tmp_path, monkeypatch):
+    from lba_cli.errors import StoreError
+
+    def m999_broken(db):
+        db.execute("CREATE TABLE half_done (x)")
+        db.execute("THIS IS NOT SQL")
+
+    monkeypatch.setattr(index, "MIGRATIONS", (*MIGRATIONS, m999_broken))
+    with pytest.raises(StoreError):
+        with index.connect(tmp_path):
+            pass
+    db = sqlite3.connect(tmp_path / INDEX_NAME)
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "half_done" not in tables and "runs" in tables
+    assert "m999_broken" not in {row[0] for row in db.execute("SELECT name FROM _migrations")}

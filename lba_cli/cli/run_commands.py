@@ -37,11 +37,9 @@ def list_runs(
     import polars as pl
 
     rows = []
-    for row in store_from(runs_dir).index_rows():
-        if (kind and row["kind"] != kind.value) or (name and name not in (row["name"] or "")):
-            continue
-        if (tag and not set(tag) <= set(row["tags"])) or (status and row["status"] != status.value):
-            continue
+    found = store_from(runs_dir).index_rows(kind=kind.value if kind else None, name_contains=name, tags=tag or (),
+                                            status=status.value if status else None)
+    for row in found:
         metrics = json.loads(row["metrics_json"])
         rows.append({"id": row["id"], "kind": row["kind"], "name": row["name"] or "", "status": row["status"],
                      "created_at": row["created_at"], "best_epoch": row["best_epoch"], "parent": row["parent_id"] or "",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import numpy as np
 from lba_cli.config import GridConfig
 from lba_cli.data.dataset import collate_atoms
 from lba_cli.data.grids_h5 import write_grids
+from lba_cli.atomic import atomic_path
 from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
 from lba_cli.data.records import ComplexRecord, Skipped, SourceNote, SourceOptions
 from lba_cli.data.sources import iter_complexes, resolve_sources
@@ -246,10 +246,7 @@ def build_dataset(
 
 def write_skip_report(path: Path, skipped: list[Skipped]) -> None:
     """Write the skipped complexes as CSV (columns `SKIP_REPORT_COLUMNS`), atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(SKIP_REPORT_COLUMNS)
         writer.writerows((s.complex_id, s.source, s.stage, s.reason) for s in skipped)
-    os.replace(tmp, path)

@@ -33,13 +33,13 @@ temporary name that is renamed when complete; readers open it read-only.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from lba_cli.atomic import atomic_path
 from lba_cli.config import GridConfig, format_channels, parse_channels
 from lba_cli.errors import DataError
 
@@ -146,41 +146,34 @@ def write_grids(
         raise DataError("no complexes to write")
     if len(set(ids)) != len(ids):
         raise DataError("complex ids must be unique in one file")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     text = h5py.string_dtype("utf-8")
     offsets = np.concatenate([[0], np.cumsum([len(a[0]) for a in atoms])]).astype(np.int64)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs[ATTR_FORMAT] = FORMAT_NAME
-            f.attrs[ATTR_VERSION] = FORMAT_VERSION
-            f.attrs["lba_version"] = lba_version
-            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            for name in _GRID_ATTRS:
-                f.attrs[name] = getattr(grid, name)
-            f.attrs["channels"] = format_channels(grid.channels)
-            f.attrs["channel_names"] = json.dumps(list(grid.channel_names))
-            f.attrs["sources"] = json.dumps([str(s) for s in sources])
-            c = f.create_group(GROUP_COMPLEXES)
-            c.create_dataset("id", data=np.array(ids, dtype=object), dtype=text)
-            c.create_dataset("affinity_pk", data=np.asarray(affinity_pk, dtype=np.float32))
-            c.create_dataset("split", data=np.array(split, dtype=object), dtype=text)
-            c.create_dataset("protein_group", data=np.array(protein_group, dtype=object), dtype=text)
-            c.create_dataset("source", data=np.array(source, dtype=object), dtype=text)
-            c.create_dataset("center_A", data=np.asarray(center_A, dtype=np.float32).reshape(-1, 3))
-            for name, values in (extra_text or {}).items():
-                c.create_dataset(name, data=np.array(values, dtype=object), dtype=text)
-            c.create_dataset("atom_offset", data=offsets)
-            a = f.create_group(GROUP_ATOMS)
-            a.create_dataset("xyz_A", data=np.concatenate([x[0] for x in atoms]).astype(np.float32), compression="gzip")
-            a.create_dataset("atomic_number", data=np.concatenate([x[1] for x in atoms]).astype(np.uint8), compression="gzip")
-            a.create_dataset("is_protein", data=np.concatenate([x[2] for x in atoms]).astype(bool), compression="gzip")
-            f.create_dataset(DATASET_GRIDS, data=np.asarray(grids, dtype=np.float32),
-                             chunks=(1, *grids.shape[1:]), compression="gzip", compression_opts=4, shuffle=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs[ATTR_FORMAT] = FORMAT_NAME
+        f.attrs[ATTR_VERSION] = FORMAT_VERSION
+        f.attrs["lba_version"] = lba_version
+        f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for name in _GRID_ATTRS:
+            f.attrs[name] = getattr(grid, name)
+        f.attrs["channels"] = format_channels(grid.channels)
+        f.attrs["channel_names"] = json.dumps(list(grid.channel_names))
+        f.attrs["sources"] = json.dumps([str(s) for s in sources])
+        c = f.create_group(GROUP_COMPLEXES)
+        c.create_dataset("id", data=np.array(ids, dtype=object), dtype=text)
+        c.create_dataset("affinity_pk", data=np.asarray(affinity_pk, dtype=np.float32))
+        c.create_dataset("split", data=np.array(split, dtype=object), dtype=text)
+        c.create_dataset("protein_group", data=np.array(protein_group, dtype=object), dtype=text)
+        c.create_dataset("source", data=np.array(source, dtype=object), dtype=text)
+        c.create_dataset("center_A", data=np.asarray(center_A, dtype=np.float32).reshape(-1, 3))
+        for name, values in (extra_text or {}).items():
+            c.create_dataset(name, data=np.array(values, dtype=object), dtype=text)
+        c.create_dataset("atom_offset", data=offsets)
+        a = f.create_group(GROUP_ATOMS)
+        a.create_dataset("xyz_A", data=np.concatenate([x[0] for x in atoms]).astype(np.float32), compression="gzip")
+        a.create_dataset("atomic_number", data=np.concatenate([x[1] for x in atoms]).astype(np.uint8), compression="gzip")
+        a.create_dataset("is_protein", data=np.concatenate([x[2] for x in atoms]).astype(bool), compression="gzip")
+        f.create_dataset(DATASET_GRIDS, data=np.asarray(grids, dtype=np.float32),
+                         chunks=(1, *grids.shape[1:]), compression="gzip", compression_opts=4, shuffle=True)
 
 
 def open_grids(path: Path):

@@ -1,4 +1,4 @@
-"""The run store: one directory per run, and a SQLite index over them.
+"""The run store: one directory per run, and a SQLite index over them (`lba_cli.runs.index`).
 
 Layout of a runs directory (``./runs``, ``--runs-dir`` or ``LBA_RUNS_DIR``):
 
@@ -11,8 +11,9 @@ Layout of a runs directory (``./runs``, ``--runs-dir`` or ``LBA_RUNS_DIR``):
     <run_id>/log.txt              human-readable log
 
 Invariants. The directories are the truth: the index holds nothing that cannot be rebuilt
-from them. Every file is written to a temporary name and renamed, so a reader never sees a
-half-written file. Run ids (``YYYYMMDD-HHMMSS-xxxx``, UTC) sort by creation time to the
+from them, and reads go through the index, which the store brings in line with the
+directories when a reference is not found in it (or on ``lba runs reindex``). Every file is
+written with `lba_cli.atomic`, so a reader never sees a half-written file. Run ids (``YYYYMMDD-HHMMSS-xxxx``, UTC) sort by creation time to the
 millisecond and end in random bits; creating the directory is the lock, so two processes
 never take the same id. Only the process that created a run writes
 into its directory; any process may write the index (SQLite serialises them). A run whose
@@ -38,49 +39,17 @@ from typing import Any
 
 import polars as pl
 
+from lba_cli.atomic import atomic_path, write_text_atomic
+from lba_cli.choices import RunStatus
 from lba_cli.errors import RunNotFoundError, StoreError
+from lba_cli.runs import index
 
-__all__ = ["RunStore", "Run", "new_group_id", "INDEX_NAME", "STALE_AFTER_S", "MIGRATIONS", "default_runs_dir", "utc_now"]
+__all__ = ["RunStore", "Run", "new_group_id", "STALE_AFTER_S", "default_runs_dir", "utc_now", "is_run_dir"]
 
-INDEX_NAME = "index.sqlite"
 STALE_AFTER_S = 600.0
 CONFIG_NAME = "config.json"
 STATUS_NAME = "status.json"
 METRICS_NAME = "metrics.parquet"
-
-MIGRATIONS: list[tuple[str, str]] = [
-    ("m001_create_runs", """
-        CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,
-            name TEXT,
-            status TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            started_at TEXT,
-            finished_at TEXT,
-            heartbeat_at TEXT,
-            parent_id TEXT,
-            config_json TEXT NOT NULL,
-            best_epoch INTEGER,
-            metrics_json TEXT NOT NULL DEFAULT '{}'
-        );
-        CREATE INDEX runs_name ON runs(name);
-        CREATE INDEX runs_kind ON runs(kind);
-    """),
-    ("m002_add_tags", """
-        CREATE TABLE run_tags (
-            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            tag TEXT NOT NULL,
-            PRIMARY KEY (run_id, tag)
-        );
-        CREATE INDEX run_tags_tag ON run_tags(tag);
-    """),
-    ("m003_add_process", """
-        ALTER TABLE runs ADD COLUMN host TEXT;
-        ALTER TABLE runs ADD COLUMN pid INTEGER
-    """),
-]
-
 
 def utc_now() -> str:
     """Current UTC time, ISO 8601 with seconds."""
@@ -92,10 +61,9 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("LBA_RUNS_DIR") or "runs")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def is_run_dir(path: Path) -> bool:
+    """True for a folder holding a run's ``config.json`` and ``status.json``."""
+    return (path / CONFIG_NAME).is_file() and (path / STATUS_NAME).is_file()
 
 
 def _git_sha() -> str | None:
@@ -162,7 +130,7 @@ class Run:
         """Merge ``fields`` into ``status.json`` (atomically) and update the index row."""
         status = json.loads((self.path / STATUS_NAME).read_text())
         status.update(fields)
-        _write_atomic(self.path / STATUS_NAME, json.dumps(status, indent=2, sort_keys=True))
+        write_text_atomic(self.path / STATUS_NAME, json.dumps(status, indent=2, sort_keys=True))
         self.store._upsert(self)
         return status
 
@@ -172,9 +140,8 @@ class Run:
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace ``metrics.parquet`` with ``rows`` (one dict per epoch), atomically."""
-        tmp = self.path / f".{METRICS_NAME}.{os.getpid()}.tmp"
-        pl.DataFrame(rows).write_parquet(tmp)
-        os.replace(tmp, self.path / METRICS_NAME)
+        with atomic_path(self.path / METRICS_NAME) as tmp:
+            pl.DataFrame(rows).write_parquet(tmp)
 
     def read_metrics(self) -> pl.DataFrame:
         """The per-epoch metrics (empty frame if none yet)."""
@@ -184,9 +151,8 @@ class Run:
     def write_predictions(self, split: str, frame: pl.DataFrame) -> Path:
         """Write ``predictions_<split>.parquet`` atomically and return its path."""
         path = self.path / f"predictions_{split}.parquet"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        frame.write_parquet(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            frame.write_parquet(tmp)
         return path
 
     def read_predictions(self, split: str) -> pl.DataFrame:
@@ -209,15 +175,15 @@ class Run:
 def _effective_status(status: dict[str, Any]) -> str:
     """``running`` becomes ``crashed`` when the training process is gone: on this host, its pid
     no longer exists; anywhere, its heartbeat is older than `STALE_AFTER_S`."""
-    if status.get("status") != "running":
+    if status.get("status") != RunStatus.running:
         return status.get("status", "unknown")
     if status.get("host") == socket.gethostname() and status.get("pid") and not _pid_alive(int(status["pid"])):
-        return "crashed"
+        return RunStatus.crashed.value
     beat = status.get("heartbeat_at") or status.get("started_at")
     if beat is None:
-        return "running"
+        return RunStatus.running.value
     age = (datetime.now(timezone.utc) - datetime.fromisoformat(beat)).total_seconds()
-    return "crashed" if age > STALE_AFTER_S else "running"
+    return RunStatus.crashed.value if age > STALE_AFTER_S else RunStatus.running.value
 
 
 def _pid_alive(pid: int) -> bool:
@@ -242,46 +208,44 @@ class RunStore:
 
     # ------------------------------------------------------------------ index
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.root / INDEX_NAME, timeout=30.0, isolation_level=None)
-        try:
-            try:
-                connection.execute("PRAGMA busy_timeout = 30000")
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute("PRAGMA foreign_keys = ON")
-                _migrate(connection)
-            except sqlite3.DatabaseError as error:
-                raise StoreError(f"the run index {self.root / INDEX_NAME} is unreadable ({error})\n"
-                                 "expected: a SQLite file; `lba runs reindex` sets it aside and rebuilds it "
-                                 "from the run directories") from None
-            yield connection
-        finally:
-            connection.close()
+    def _index(self) -> Iterator[sqlite3.Connection]:
+        """The open index; a missing index file is rebuilt from the directories first."""
+        missing = not (self.root / index.INDEX_NAME).exists()
+        with index.connect(self.root) as db:
+            if missing:
+                self._sync(db)
+            yield db
 
-    def _upsert(self, run: Run) -> None:
+    def _upsert(self, run: Run, db: sqlite3.Connection | None = None) -> None:
+        """Write ``run``'s index row from its config.json and status.json."""
         config = run.config
         status = json.loads((run.path / STATUS_NAME).read_text())
-        row = (
-            run.id, config["kind"], config.get("name"), status.get("status", "unknown"), status["created_at"],
-            status.get("started_at"), status.get("finished_at"), status.get("heartbeat_at"), status.get("parent_id"),
-            json.dumps(config, sort_keys=True), status.get("best_epoch"),
-            json.dumps(status.get("metrics", {}), sort_keys=True), status.get("host"), status.get("pid"),
-        )
-        with self._connect() as db:
-            db.execute(
-                "INSERT INTO runs (id, kind, name, status, created_at, started_at, finished_at, heartbeat_at, "
-                "parent_id, config_json, best_epoch, metrics_json, host, pid) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, name=excluded.name, status=excluded.status, "
-                "created_at=excluded.created_at, started_at=excluded.started_at, finished_at=excluded.finished_at, "
-                "heartbeat_at=excluded.heartbeat_at, parent_id=excluded.parent_id, config_json=excluded.config_json, "
-                "best_epoch=excluded.best_epoch, metrics_json=excluded.metrics_json, host=excluded.host, pid=excluded.pid",
-                row,
-            )
-            db.execute("DELETE FROM run_tags WHERE run_id = ?", (run.id,))
-            db.executemany("INSERT INTO run_tags (run_id, tag) VALUES (?, ?)",
-                           [(run.id, str(tag)) for tag in sorted(set(status.get("tags", [])))])
+        row = {"id": run.id, "kind": config["kind"], "name": config.get("name"),
+               "status": status.get("status", "unknown"), "config_json": json.dumps(config, sort_keys=True),
+               "metrics_json": json.dumps(status.get("metrics", {}), sort_keys=True),
+               **{key: status.get(key) for key in ("created_at", "started_at", "finished_at", "heartbeat_at",
+                                                   "parent_id", "best_epoch", "host", "pid")}}
+        tags = [str(tag) for tag in status.get("tags", [])]
+        if db is not None:
+            index.upsert_row(db, row, tags)
+            return
+        with self._index() as connection:
+            index.upsert_row(connection, row, tags)
+
+    def _sync(self, db: sqlite3.Connection) -> None:
+        """Bring the index in line with the directories: drop rows of runs whose directory is
+        gone, add runs whose directory is not indexed (copied in, or an index rebuilt)."""
+        indexed = {row[0] for row in db.execute("SELECT id FROM runs")}
+        on_disk = {p.name for p in self._run_dirs()}
+        for vanished in sorted(indexed - on_disk):
+            db.execute("DELETE FROM runs WHERE id = ?", (vanished,))
+        for run_id in sorted(on_disk - indexed):
+            self._upsert(Run(run_id, self.root / run_id, self), db)
+
+    def _run_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and is_run_dir(p))
 
     # ------------------------------------------------------------------- runs
     def create_run(self, config: dict[str, Any], parent_id: str | None = None) -> Run:
@@ -305,26 +269,23 @@ class RunStore:
             raise StoreError(f"could not create a new run directory in {self.root}")
         (path / "checkpoints").mkdir()
         full = {**config, "lba_version": __version__, "git_sha": _git_sha()}
-        _write_atomic(path / CONFIG_NAME, json.dumps(full, indent=2, sort_keys=True))
-        status = {"status": "created", "created_at": utc_now(), "parent_id": parent_id, "host": socket.gethostname(),
-                  "pid": os.getpid(), "metrics": {}}
-        _write_atomic(path / STATUS_NAME, json.dumps(status, indent=2, sort_keys=True))
+        write_text_atomic(path / CONFIG_NAME, json.dumps(full, indent=2, sort_keys=True))
+        status = {"status": RunStatus.created.value, "created_at": utc_now(), "parent_id": parent_id,
+                  "host": socket.gethostname(), "pid": os.getpid(), "metrics": {}}
+        write_text_atomic(path / STATUS_NAME, json.dumps(status, indent=2, sort_keys=True))
         run = Run(run_id, path, self)
         self._upsert(run)
         return run
 
-    def _run_dirs(self) -> list[Path]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and (p / CONFIG_NAME).is_file()
-                      and (p / STATUS_NAME).is_file())
-
     def runs(self) -> list[Run]:
-        """Every run in the store, oldest first (by id)."""
-        return [Run(p.name, p, self) for p in self._run_dirs()]
+        """Every indexed run whose directory is there, oldest first (by id)."""
+        return [Run(row["id"], self.root / row["id"], self) for row in self.index_rows()]
 
     def resolve(self, ref: str, kind: str | None = None) -> Run:
         """Find a run by id, unique id prefix, name, or directory path.
+
+        The index answers; only when it knows no such run (or the run's directory is gone) are
+        the directories scanned and the index brought up to date before asking again.
 
         Args:
             ref: the reference.
@@ -335,29 +296,32 @@ class RunStore:
             RunNotFoundError: naming the candidates when the reference is ambiguous.
         """
         as_path = Path(ref)
-        if (as_path / CONFIG_NAME).is_file() and (as_path / STATUS_NAME).is_file():
-            store = self if as_path.resolve().parent == self.root.resolve() else RunStore(as_path.resolve().parent)
-            return Run(as_path.resolve().name, as_path.resolve(), store)
-        runs = self.runs()
-        exact = [r for r in runs if r.id == ref]
-        if exact:
-            return exact[0]
-        matches = [r for r in runs if r.id.startswith(ref)] or [r for r in runs if r.name == ref]
+        if is_run_dir(as_path):
+            found = as_path.resolve()
+            return Run(found.name, found, self if found.parent == self.root.resolve() else RunStore(found.parent))
+        if not self.root.is_dir():
+            matches = []
+        else:
+            with self._index() as db:
+                matches = index.find_runs(db, ref)
+                if not matches or not all(is_run_dir(self.root / row["id"]) for row in matches):
+                    self._sync(db)  # a miss: the directories may know more than the index
+                    matches = index.find_runs(db, ref)
         if len(matches) > 1 and kind is not None:
-            matches = [r for r in matches if r.kind == kind] or matches
+            matches = [row for row in matches if row["kind"] == kind] or matches
         if len(matches) == 1:
-            return matches[0]
+            return Run(matches[0]["id"], self.root / matches[0]["id"], self)
         if not matches:
             raise RunNotFoundError(f"no run matches {ref!r} in {self.root}\n"
                                    "expected: a run id, a unique prefix of one, a run name or a run directory "
                                    "(see `lba runs list`)")
-        listed = "\n  ".join(f"{r.id}  {r.name or ''}" for r in matches[:10])
+        listed = "\n  ".join(f"{row['id']}  {row['name'] or ''}" for row in matches[:10])
         raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs; give more of the id:\n  {listed}")
 
     def remove(self, run: Run) -> None:
         """Delete a run directory and its index row (and tags)."""
         shutil.rmtree(run.path)
-        with self._connect() as db:
+        with self._index() as db:
             db.execute("DELETE FROM runs WHERE id = ?", (run.id,))
 
     def tag(self, run: Run, add: list[str] = (), remove: list[str] = ()) -> list[str]:
@@ -371,67 +335,50 @@ class RunStore:
 
         An unreadable index file is renamed ``index.sqlite.broken-<time>`` and a new one made.
         """
-        runs = self.runs()
         try:
-            with self._connect() as db:
+            with index.connect(self.root) as db:
                 db.execute("DELETE FROM runs")
         except StoreError:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
             for suffix in ("", "-wal", "-shm"):
-                broken = self.root / f"{INDEX_NAME}{suffix}"
+                broken = self.root / f"{index.INDEX_NAME}{suffix}"
                 if broken.exists():
-                    broken.rename(self.root / f"{INDEX_NAME}{suffix}.broken-{stamp}")
-        for run in runs:
-            self._upsert(run)
-        return len(runs)
+                    broken.rename(self.root / f"{index.INDEX_NAME}{suffix}.broken-{stamp}")
+        with index.connect(self.root) as db:
+            self._sync(db)
+            return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
-    def _sync(self, db: sqlite3.Connection) -> list[str]:
-        """Drop index rows whose directory is gone; return the ids of directories not indexed."""
-        indexed = {row[0] for row in db.execute("SELECT id FROM runs")}
-        on_disk = {p.name: p for p in self._run_dirs()}
-        for vanished in indexed - set(on_disk):
-            db.execute("DELETE FROM runs WHERE id = ?", (vanished,))
-        missing = set(on_disk) - indexed
-        return sorted(missing)
+    def index_rows(self, *, kind: str | None = None, name_contains: str | None = None,
+                   tags: list[str] | tuple[str, ...] = (), status: str | None = None) -> list[dict[str, Any]]:
+        """Index rows, oldest first, filtered in SQL, with the effective (crash-aware) status.
 
-    def index_rows(self) -> list[dict[str, Any]]:
-        """The index rows, oldest first, with the effective (crash-aware) status.
+        A row whose run directory has gone (deleted by hand) is dropped from the index and
+        not returned; runs copied in by hand appear once resolved or after `reindex`.
 
-        The index is first brought in line with the run directories (runs added or deleted
-        by hand), so it never lists a run that is not there.
+        Args:
+            kind: only runs of this kind.
+            name_contains: only runs whose name contains this text.
+            tags: only runs that carry every one of these tags.
+            status: only runs with this effective status (``crashed``: recorded as running,
+                but the training process is gone).
+
+        Returns:
+            One dict per run: the columns of `lba_cli.runs.index.RUN_COLUMNS` and ``tags``.
         """
         if not self.root.is_dir():
             return []
-        with self._connect() as db:
-            missing = self._sync(db)
-        for run_id in missing:
-            self._upsert(Run(run_id, self.root / run_id, self))
-        with self._connect() as db:
-            db.row_factory = sqlite3.Row
-            rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
-            tags: dict[str, list[str]] = {}
-            for run_id, tag in db.execute("SELECT run_id, tag FROM run_tags ORDER BY tag"):
-                tags.setdefault(run_id, []).append(tag)
+        recorded = (RunStatus.running.value,) if status in (RunStatus.running, RunStatus.crashed) else (
+            (status,) if status else ())
+        with self._index() as db:
+            rows = index.select_rows(db, kind=kind, name_contains=name_contains, tags=tags, statuses=recorded)
+            gone = [row["id"] for row in rows if not is_run_dir(self.root / row["id"])]
+            for run_id in gone:
+                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        out = []
         for row in rows:
+            if row["id"] in gone:
+                continue
             row["status"] = _effective_status(row)
-            row["tags"] = tags.get(row["id"], [])
-        return rows
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Apply the named migrations not yet recorded, each in one transaction with its record."""
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-    for name, sql in MIGRATIONS:
-        if name in done:
-            continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
-                for statement in filter(str.strip, sql.split(";")):
-                    db.execute(statement)
-                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, utc_now()))
-            db.execute("COMMIT")
-        except sqlite3.Error:
-            db.execute("ROLLBACK")
-            raise
+            if status is None or row["status"] == status:
+                out.append(row)
+        return out
