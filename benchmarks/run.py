@@ -64,7 +64,7 @@ def time_voxelize_demo(workdir: Path) -> tuple[float, Path]:
 def rotated_atom_sets(h5: Path, seed: int = 0):
     """Each demo complex in a random orientation: (local xyz (N, 3), channel (N,), is_protein (N,))."""
     from lba_cli.data.grids_h5 import read_grid_set
-    from lba_cli.voxelize import make_channel_lookup, random_rotation
+    from lba_cli.voxel import make_channel_lookup, random_rotation
 
     data = read_grid_set(h5)
     lookup = make_channel_lookup(data.grid)
@@ -89,7 +89,7 @@ def batches(sets, device: torch.device):
 
 
 def voxelizer_throughput(grid, sets, device: torch.device, repeats: int) -> float:
-    from lba_cli.voxelize import voxelize_batch
+    from lba_cli.voxel import voxelize_batch
 
     prepared = batches(sets, device)
     for xyz, ch, prot in prepared[:2]:
@@ -143,7 +143,7 @@ def pipeline_ratio(h5: Path, steps: int = 12) -> tuple[float, float, float]:
     from lba_cli.data.grids_h5 import read_grid_config
     from lba_cli.loaders import make_loader
     from lba_cli.models import create_model
-    from lba_cli.voxelize import voxelize_batch
+    from lba_cli.voxel import voxelize_batch
 
     torch.manual_seed(0)
     dataset = AffinityDataset(h5, "train", read_grid_config(h5), seed=0, rotate=True)

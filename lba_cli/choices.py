@@ -21,6 +21,7 @@ __all__ = [
     "DEVICE_NAMES",
     "is_device_name",
     "LabelUnit",
+    "HEADLINE_METRICS",
 ]
 
 
@@ -93,3 +94,11 @@ class LabelUnit(str, Enum):
     picomolar = "pM"
     kcal_per_mol = "kcal/mol"
     kj_per_mol = "kJ/mol"
+
+
+# What progress shows after each epoch and what `lba plot` draws by default, per run kind;
+# the names are `lba_cli.metrics` metrics recorded as ``<split>/<name>``.
+HEADLINE_METRICS: dict[RunKind, tuple[str, ...]] = {
+    RunKind.pretrain: ("train/loss", "train/accuracy", "val/loss", "val/accuracy"),
+    RunKind.finetune: ("train/loss", "val/loss", "val/rmse", "val/pearson"),
+}

@@ -16,14 +16,14 @@ from typing import Any
 import polars as pl
 
 from lba_cli.errors import LbaError, RunNotFoundError
-from lba_cli.metrics import mean_std
+from lba_cli.metrics import REGRESSION_METRICS, higher_is_better, mean_std
 from lba_cli.runs import INDEX_NAME, Run, RunStore, is_run_dir
 
 __all__ = ["flatten_config", "run_label", "differing_settings", "collect_runs", "compare_runs", "Comparison", "labels_for",
            "METRIC_COLUMNS"]
 
-METRIC_COLUMNS = ("val/rmse", "val/mae", "val/pearson", "val/spearman", "test/rmse", "test/mae", "test/pearson",
-                  "test/spearman", "val/accuracy", "val/loss")
+METRIC_COLUMNS = (*(f"{split}/{m.name}" for split in ("val", "test") for m in REGRESSION_METRICS),
+                  "val/accuracy", "val/loss")
 _NOT_SETTINGS = ("name", "lba_version", "git_sha", "finetune.init", "finetune.data_path", "structures",
                  "exclude_ids", "train.device", "train.num_workers")
 
@@ -127,8 +127,8 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
     Args:
         store: the run store (for references and parents).
         refs: ids, prefixes, names or run directories (a shell glob's output is fine).
-        sort: a metric or setting column to sort by (ascending; descending for pearson,
-            spearman and accuracy).
+        sort: a metric or setting column to sort by: best first for a metric
+            (`lba_cli.metrics.higher_is_better`), ascending for a setting.
         show_all: show every setting, not only those that differ.
         group_replicates: one row per group of runs that differ only in ``train.seed``,
             metrics as ``<metric> mean`` and ``<metric> std`` columns (population std,
@@ -174,7 +174,7 @@ def _kind_table(store: RunStore, runs: list[Run], sort: str | None, show_all: bo
     if group:
         table = _group(table, [s for s in settings if s != "train.seed"] + ["kind", "label"], present)
     if sort is not None and sort in table.columns:
-        descending = any(word in sort for word in ("pearson", "spearman", "accuracy"))
+        descending = bool(higher_is_better(sort))  # best first; settings ascending
         table = table.sort(sort, descending=descending, nulls_last=True)
     return table
 

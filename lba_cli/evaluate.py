@@ -17,10 +17,10 @@ from lba_cli.data.grids_h5 import GridSet, read_grid_set
 from lba_cli.devices import autocast_context, resolve_device
 from lba_cli.errors import ConfigError
 from lba_cli.loaders import make_loader
-from lba_cli.metrics import bootstrap_intervals, regression_metrics
+from lba_cli.metrics import REGRESSION_METRICS, bootstrap_intervals, regression_metrics
 from lba_cli.models import create_model
 from lba_cli.runs import Run, RunStore
-from lba_cli.voxelize import voxelize_batch
+from lba_cli.voxel import voxelize_batch
 
 __all__ = ["PREDICTION_SCHEMA", "EvaluationResult", "predict", "evaluate_model", "evaluate_run", "evaluate_baselines",
            "load_affinity_model"]
@@ -36,7 +36,7 @@ class EvaluationResult:
     Attributes:
         run_id: the run.
         split: ``train``, ``val`` or ``test``.
-        metrics: ``mae``, ``rmse``, ``pearson``, ``spearman`` and ``n`` (examples).
+        metrics: each of `lba_cli.metrics.REGRESSION_METRICS` by name, and ``n`` (examples).
         predictions: frame with `PREDICTION_SCHEMA`, one row per complex of the split.
         path: where the predictions were saved.
         intervals: bootstrap 95 % interval of each metric (`lba_cli.metrics.bootstrap_intervals`).
@@ -48,6 +48,15 @@ class EvaluationResult:
     predictions: pl.DataFrame
     path: Path | None
     intervals: dict[str, tuple[float, float]]
+
+    def as_row(self, label: str) -> dict[str, object]:
+        """One table row: run, label, split, n, then each metric and its interval as ``[lo, hi]``."""
+        row: dict[str, object] = {"run": self.run_id, "label": label, "split": self.split, "n": int(self.metrics["n"])}
+        for metric in REGRESSION_METRICS:
+            lo, hi = self.intervals[metric.name]
+            row[metric.name] = self.metrics[metric.name]
+            row[f"{metric.name}_ci"] = f"[{lo:.2f}, {hi:.2f}]"
+        return row
 
 
 @torch.no_grad()

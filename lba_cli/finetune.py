@@ -23,7 +23,7 @@ from lba_cli.models import create_model, resolve_model_config
 from lba_cli.runs import Run, RunStore, utc_now
 from lba_cli.seeding import seed_everything
 from lba_cli.train import NullReporter, Reporter, TaskBase, fit
-from lba_cli.voxelize import voxelize_batch
+from lba_cli.voxel import voxelize_batch
 
 __all__ = ["AffinityTask", "finetune", "finetune_replicates", "prepare_finetune", "finish_finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
 

@@ -27,7 +27,7 @@ from lba_cli.config import GridConfig, NeighborConfig
 from lba_cli.data.atoms import is_structure_file, read_structure_atoms
 from lba_cli.errors import DataError, LbaError
 from lba_cli.seeding import Stream, sample_rng
-from lba_cli.voxelize import axis_angle_rotation, make_channel_lookup, random_rotation
+from lba_cli.voxel import axis_angle_rotation, make_channel_lookup, random_rotation
 
 __all__ = [
     "FACE_DIRECTIONS",

@@ -2,7 +2,9 @@
 
 Curves follow the original research's style: one panel per metric, x = epoch, colour = the
 run's label (the setting that varies, e.g. pre-training difficulty ``1-2-20``), the raw
-curve faint with an exponentially smoothed curve drawn over it.
+curve faint with an exponentially smoothed curve drawn over it. Pre-training and fine-tuning
+runs never share a panel: their losses are different quantities (cross-entropy over 6 faces,
+MSE in pK²), so with both kinds each panel is one kind's metric.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from pathlib import Path
 import polars as pl
 
 from lba_cli.atomic import atomic_path
+from lba_cli.choices import HEADLINE_METRICS, RunKind
 from lba_cli.errors import LbaError
 
-__all__ = ["theme_lba", "curves_frame", "select_metrics", "plot_curves", "plot_scatter", "plot_sweep", "save_plot",
-           "DEFAULT_CURVE_METRICS", "SMOOTHING_ALPHA"]
+__all__ = ["theme_lba", "curves_frame", "select_panels", "plot_curves", "plot_scatter", "plot_sweep", "save_plot",
+           "SMOOTHING_ALPHA", "KIND_TITLES"]
 
-DEFAULT_CURVE_METRICS = ("val/loss", "val/rmse", "val/pearson", "val/accuracy", "train/loss")
 SMOOTHING_ALPHA = 0.5
+KIND_TITLES = {RunKind.pretrain: "pre-training", RunKind.finetune: "fine-tuning"}
 _AXIS_LABELS = {"epoch": "epoch", "step": "optimizer step", "elapsed_s": "time (s)"}
+_CURVE_SCHEMA = {"run": pl.Utf8, "label": pl.Utf8, "kind": pl.Utf8, "epoch": pl.Int64, "step": pl.Int64,
+                 "elapsed_s": pl.Float64, "metric": pl.Utf8, "value": pl.Float64, "smoothed": pl.Float64}
 
 
 def theme_lba():
@@ -31,79 +36,93 @@ def theme_lba():
     return theme_bw(base_size=10) + theme(legend_position="right", strip_text=element_text(size=9))
 
 
-def curves_frame(histories: list[tuple[str, str, pl.DataFrame]]) -> pl.DataFrame:
+def curves_frame(histories: list[tuple[str, str, str, pl.DataFrame]]) -> pl.DataFrame:
     """Long frame of per-epoch metrics.
 
     Args:
-        histories: (run id, label, metrics frame with columns epoch, step, elapsed_s and
-            metric columns such as ``val/rmse``).
+        histories: (run id, label, run kind, metrics frame with columns epoch, step,
+            elapsed_s and metric columns such as ``val/rmse``).
 
     Returns:
-        Columns run (Utf8), label (Utf8), epoch (Int64), step (Int64), elapsed_s (Float64),
-        metric (Utf8), value (Float64), smoothed (Float64: exponential moving average,
-        weight `SMOOTHING_ALPHA` on the newest point).
+        Columns of `_CURVE_SCHEMA`: run, label, kind (Utf8), epoch, step (Int64), elapsed_s
+        (Float64), metric (Utf8), value (Float64), smoothed (Float64: exponential moving
+        average, weight `SMOOTHING_ALPHA` on the newest point).
     """
     frames = []
-    for run_id, label, history in histories:
+    for run_id, label, kind, history in histories:
         if history.is_empty():
             continue
         value_columns = [c for c in history.columns if "/" in c]
         long = history.unpivot(index=["epoch", "step", "elapsed_s"], on=value_columns, variable_name="metric",
                                value_name="value")
         frames.append(long.with_columns(pl.lit(run_id).alias("run"), pl.lit(label).alias("label"),
-                                        pl.col("value").cast(pl.Float64)))
+                                        pl.lit(str(kind)).alias("kind"), pl.col("value").cast(pl.Float64)))
     if not frames:
-        return pl.DataFrame(schema={"run": pl.Utf8, "label": pl.Utf8, "epoch": pl.Int64, "step": pl.Int64,
-                                    "elapsed_s": pl.Float64, "metric": pl.Utf8, "value": pl.Float64,
-                                    "smoothed": pl.Float64})
+        return pl.DataFrame(schema=_CURVE_SCHEMA)
     frame = pl.concat(frames, how="diagonal_relaxed").sort("run", "metric", "epoch")
     frame = frame.with_columns(pl.col("value").ewm_mean(alpha=SMOOTHING_ALPHA, adjust=True).over("run", "metric")
                                .alias("smoothed"))
-    return frame.select("run", "label", "epoch", "step", "elapsed_s", "metric", "value", "smoothed")
+    return frame.select(*_CURVE_SCHEMA)
 
 
-def select_metrics(available: list[str], patterns: list[str] | None) -> list[str]:
-    """Metrics matching the glob ``patterns`` (default: `DEFAULT_CURVE_METRICS` present), in order.
-
-    Raises:
-        LbaError: when a pattern matches nothing, listing what is available.
-    """
-    if not patterns:
-        chosen = [m for m in DEFAULT_CURVE_METRICS if m in available]
-        return chosen or sorted(available)
-    chosen = []
-    for pattern in patterns:
-        matched = [m for m in sorted(available) if fnmatch.fnmatchcase(m, pattern)]
-        if not matched:
-            raise LbaError(f"--metric {pattern!r} matches no recorded metric\navailable: {', '.join(sorted(available))}")
-        chosen.extend(m for m in matched if m not in chosen)
-    return chosen
-
-
-def plot_curves(frame: pl.DataFrame, metrics: list[str], x: str = "epoch", color_title: str = "run"):
-    """Learning curves, one panel per metric.
+def select_panels(frame: pl.DataFrame, patterns: list[str] | None) -> list[tuple[str, str]]:
+    """The (run kind, metric) panels to draw, pre-training first.
 
     Args:
         frame: output of `curves_frame`.
-        metrics: metrics to draw, in panel order.
+        patterns: metric names or globs (``val/*``); None: each kind's
+            `lba_cli.choices.HEADLINE_METRICS` that were recorded (or all its metrics).
+
+    Raises:
+        LbaError: when a pattern matches no recorded metric of any kind, listing what is there.
+    """
+    present = set(frame["kind"].to_list())
+    recorded = {kind.value: sorted(frame.filter(pl.col("kind") == kind.value)["metric"].unique().to_list())
+                for kind in RunKind if kind.value in present}
+    panels: list[tuple[str, str]] = []
+    for kind, available in recorded.items():
+        if not patterns:
+            chosen = [m for m in HEADLINE_METRICS[RunKind(kind)] if m in available] or available
+        else:
+            chosen = list(dict.fromkeys(m for pattern in patterns for m in available if fnmatch.fnmatchcase(m, pattern)))
+        panels.extend((kind, metric) for metric in chosen)
+    for pattern in patterns or ():
+        if not any(fnmatch.fnmatchcase(metric, pattern) for _, metric in panels):
+            everything = sorted({m for available in recorded.values() for m in available})
+            raise LbaError(f"--metric {pattern!r} matches no recorded metric\navailable: {', '.join(everything)}")
+    return panels
+
+
+def plot_curves(frame: pl.DataFrame, panels: list[tuple[str, str]], x: str = "epoch", color_title: str = "run"):
+    """Learning curves, one panel per (run kind, metric); panels name the kind when there are two.
+
+    Args:
+        frame: output of `curves_frame`.
+        panels: (kind, metric) pairs in panel order (`select_panels`).
         x: ``epoch``, ``step`` or ``elapsed_s``.
         color_title: legend title (the setting the labels stand for).
 
     Returns:
         A plotnine ``ggplot``.
     """
+    import pandas as pd
     from plotnine import aes, facet_wrap, geom_line, geom_point, ggplot, labs, scale_x_continuous
 
-    import pandas as pd
+    both_kinds = len({kind for kind, _ in panels}) > 1
 
-    data = _to_pandas(frame.filter(pl.col("metric").is_in(metrics)))
-    data["metric"] = pd.Categorical(data["metric"], categories=metrics, ordered=True)  # panels in the order asked
+    def title(kind: str, metric: str) -> str:
+        return f"{KIND_TITLES[RunKind(kind)]}: {metric}" if both_kinds else metric
+
+    wanted = pl.DataFrame({"kind": [k for k, _ in panels], "metric": [m for _, m in panels],
+                           "panel": [title(k, m) for k, m in panels]})
+    data = _to_pandas(frame.join(wanted, on=["kind", "metric"], how="inner"))
+    data["panel"] = pd.Categorical(data["panel"], categories=wanted["panel"].to_list(), ordered=True)
     return (
         ggplot(data, aes(x=x, color="label", group="run"))
         + geom_line(aes(y="value"), alpha=0.3)
         + geom_line(aes(y="smoothed"), size=0.9)
         + geom_point(aes(y="value"), alpha=0.3, size=0.8)
-        + facet_wrap("metric", scales="free_y")
+        + facet_wrap("panel", scales="free_y")
         + labs(x=_AXIS_LABELS.get(x, x), y="", color=color_title)
         + (scale_x_continuous(breaks=_integer_breaks) if x in ("epoch", "step") else scale_x_continuous())
         + theme_lba()

@@ -19,7 +19,7 @@ from lba_cli.neighbors import NeighborPairs, load_structures, split_structures
 from lba_cli.runs import Run, RunStore, utc_now
 from lba_cli.seeding import seed_everything
 from lba_cli.train import NullReporter, Reporter, TaskBase, fit
-from lba_cli.voxelize import voxelize_batch
+from lba_cli.voxel import voxelize_batch
 
 __all__ = ["NeighborTask", "pretrain", "read_exclude_ids", "prepare_pretrain"]
 

@@ -15,14 +15,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from lba_cli.choices import HEADLINE_METRICS
+
 __all__ = ["ProgressReporter", "format_metrics", "gpu_status"]
 
-_SHOWN = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "val/rmse", "val/pearson")
+_SHOWN = tuple(dict.fromkeys(name for names in HEADLINE_METRICS.values() for name in names))
 _PLAIN_EVERY_S = 30.0
 
 
 def format_metrics(metrics: dict[str, float], keys: tuple[str, ...] = _SHOWN) -> str:
-    """``"train/loss 1.234  val/rmse 1.456"`` for the keys present."""
+    """``"train/loss 1.234  val/rmse 1.456"`` for the keys present (default: every run kind's
+    `lba_cli.choices.HEADLINE_METRICS`)."""
     return "  ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
 
 
@@ -66,11 +69,13 @@ class ProgressReporter:
         self._last_plain = 0.0
         self._summary = ""
         self._num_epochs = 0
+        self._shown = _SHOWN
 
     def start(self, *, run_id: str, kind: str, num_epochs: int, start_epoch: int, steps_per_epoch: int,
               device: Any) -> None:
         self._device = device
         self._num_epochs = num_epochs
+        self._shown = HEADLINE_METRICS.get(kind, _SHOWN)
         self._epoch_start, self._samples = self.clock(), 0
         self._steps = steps_per_epoch
         self.console.print(f"[bold]{kind}[/] run [cyan]{run_id}[/] on {device}"
@@ -112,7 +117,7 @@ class ProgressReporter:
         self._epoch_start, self._samples = self.clock(), 0
         best_text = f"best {best['metric']} {best['value']:.4g} @ epoch {best['epoch']}" if best else ""
         self._summary = f"  {best_text}" if best_text else ""
-        line = f"epoch {epoch}/{self._num_epochs}  {format_metrics(metrics)}  {best_text}  {metrics['elapsed_s']:.0f} s"
+        line = f"epoch {epoch}/{self._num_epochs}  {format_metrics(metrics, self._shown)}  {best_text}  {metrics['elapsed_s']:.0f} s"
         if self._progress is not None:
             self._progress.console.print(line, highlight=False, soft_wrap=True)
             if epoch < self._num_epochs:  # the last epoch's bar stays full

@@ -122,7 +122,7 @@ def test_insertion_codes_are_distinct_residues(tmp_path):
 
 
 def test_selenomethionine_counts_with_sulfur(tmp_path):
-    from lba_cli.voxelize import make_channel_lookup
+    from lba_cli.voxel import make_channel_lookup
 
     lines = protein_lines("1bcu")
     mse = []
@@ -159,7 +159,7 @@ def test_shifted_water_residue_numbers_in_demo_pockets_are_read():
 
 
 def test_ions_are_kept_in_the_other_channel():
-    from lba_cli.voxelize import make_channel_lookup
+    from lba_cli.voxel import make_channel_lookup
 
     require_shared()
     pocket = next(p for p in sorted(PDBBIND.glob("*/*_pocket.pdb")) if " ZN " in p.read_text())

@@ -66,3 +66,40 @@ def test_bootstrap_of_constant_predictions_has_no_correlation_interval():
     intervals = bootstrap_intervals(np.array([1.0, 2.0, 3.0, 4.0]), np.full(4, 6.3))
     assert all(math.isnan(v) for v in intervals["pearson"])
     assert intervals["rmse"][0] > 0
+
+
+def test_bootstrap_is_scipys_percentile_interval():
+    from scipy import stats
+
+    from lba_cli.metrics import REGRESSION_METRICS, bootstrap_intervals
+
+    rng = np.random.default_rng(1)
+    measured = rng.normal(6, 2, 50)
+    predicted = measured + rng.normal(0, 1, 50)
+    ours = bootstrap_intervals(measured, predicted, num_samples=500, seed=3)
+    assert list(ours) == [m.name for m in REGRESSION_METRICS]
+    rmse = next(m for m in REGRESSION_METRICS if m.name == "rmse")
+    theirs = stats.bootstrap((measured, predicted), rmse.compute, paired=True, vectorized=True, n_resamples=500,
+                             method="percentile", rng=np.random.default_rng(3)).confidence_interval
+    assert ours["rmse"] == pytest.approx((theirs.low, theirs.high))
+
+
+def test_few_examples_leave_undefined_resamples_out():
+    from lba_cli.metrics import bootstrap_intervals
+
+    intervals = bootstrap_intervals(np.array([1.0, 2.0, 3.0]), np.array([1.5, 1.9, 3.3]))
+    lo, hi = intervals["pearson"]
+    assert 0.9 < lo <= hi <= 1.0  # resamples of one repeated complex have no correlation and are left out
+    assert all(math.isnan(v) for v in bootstrap_intervals(np.array([1.0]), np.array([2.0]))["rmse"])
+
+
+def test_each_metric_is_defined_once_and_knows_its_direction():
+    from lba_cli.metrics import REGRESSION_METRICS, higher_is_better
+
+    measured, predicted = np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 3.0])
+    assert list(regression_metrics(measured, predicted)) == [m.name for m in REGRESSION_METRICS]
+    batch = np.stack([measured, measured[::-1]]), np.stack([predicted, predicted[::-1]])  # (2, N): one per row
+    for metric in REGRESSION_METRICS:
+        assert np.allclose(metric.compute(*batch), metric.compute(measured, predicted))
+    assert higher_is_better("val/pearson") and not higher_is_better("test/rmse mean")
+    assert higher_is_better("val/accuracy") and higher_is_better("train.lr") is None

@@ -72,7 +72,7 @@ def test_overfits_eight_real_complexes(arch, tiny_h5):
     """Every registered model drives the training MSE far below the label variance."""
     from lba_cli.data.dataset import AffinityDataset, collate_atoms
     from lba_cli.data.grids_h5 import read_grid_set
-    from lba_cli.voxelize import voxelize_batch
+    from lba_cli.voxel import voxelize_batch
 
     torch.manual_seed(0)
     data = read_grid_set(tiny_h5)

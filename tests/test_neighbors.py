@@ -17,7 +17,7 @@ from lba_cli.neighbors import (
     split_structures,
     structure_id,
 )
-from lba_cli.voxelize import voxelize
+from lba_cli.voxel import voxelize
 
 
 def test_face_table_is_the_six_unit_axes_in_pairs():

@@ -8,8 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from lba_cli.choices import RunKind, SplitName
+from lba_cli.choices import HEADLINE_METRICS, RunKind, SplitName
 from lba_cli.cli.common import Device, OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+
+_DEFAULT_PANELS = "Pre-training and fine-tuning runs get panels of their own. [default: " + "; ".join(
+    f"{kind.value}: {', '.join(names)}" for kind, names in HEADLINE_METRICS.items()) + "]"
 
 Runs = Annotated[list[str], typer.Argument(help="Run ids, unique prefixes, names or run directories (runs/* works).", show_default=False)]
 
@@ -68,24 +71,15 @@ def evaluate(
             data_files.append(used.resolve())
     for path in data_files:  # context: what trivial predictors score on the same complexes
         results.extend((result.run_id, result) for result in evaluate_baselines(path, split.value))
-    render_frame(pl.DataFrame([_evaluation_row(label, r) for label, r in results]), fmt,
+    render_frame(pl.DataFrame([r.as_row(label) for label, r in results]), fmt,
                  title=f"{split.value} metrics (95 % bootstrap intervals)")
-
-
-def _evaluation_row(label: str, result) -> dict:
-    row = {"run": result.run_id, "label": label, "split": result.split, "n": int(result.metrics["n"])}
-    for metric in ("rmse", "mae", "pearson", "spearman"):
-        lo, hi = result.intervals[metric]
-        row[metric] = result.metrics[metric]
-        row[f"{metric}_ci"] = f"[{lo:.2f}, {hi:.2f}]"
-    return row
 
 
 @friendly_errors
 def plot(
     runs: Runs,
     output: Annotated[Path, typer.Option("--output", "-o", help="Figure file: .png, .svg or .pdf.", dir_okay=False)],
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="Metric or glob, repeatable (e.g. 'val/*') (default: val/loss, val/rmse, val/pearson, train/loss).", show_default=False)] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="Metric or glob, repeatable (e.g. 'val/*'). " + _DEFAULT_PANELS, show_default=False)] = None,
     color_by: Annotated[Optional[str], typer.Option("--color-by", help="Setting that picks the colour, e.g. train.lr (default: the run label).", show_default=False)] = None,
     kind: Annotated[PlotKind, typer.Option("--kind", help="curves (metrics per epoch) or scatter (predicted vs measured pK).")] = PlotKind.curves,
     x: Annotated[XAxis, typer.Option("--x", help="x axis of curves.")] = XAxis.epoch,
@@ -94,7 +88,7 @@ def plot(
     height: Annotated[float, typer.Option("--height-in", help="Figure height, inches.")] = 6.0,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Learning curves (one panel per metric) or a predicted-vs-measured scatter plot.
+    """Learning curves (one panel per metric and run kind) or a predicted-vs-measured scatter plot.
 
     Example: [bold]lba plot runs/* -o curves.png --metric 'val/*'[/]
     """
@@ -102,7 +96,7 @@ def plot(
 
     from lba_cli.compare import collect_runs, labels_for
     from lba_cli.metrics import regression_metrics
-    from lba_cli.plots import curves_frame, plot_curves, plot_scatter, save_plot, select_metrics
+    from lba_cli.plots import curves_frame, plot_curves, plot_scatter, save_plot, select_panels
 
     from lba_cli.errors import ConfigError, RunNotFoundError
 
@@ -120,9 +114,9 @@ def plot(
                               "pre-trains\nexpected: fine-tuning runs (lba runs list --kind finetune)")
     labels, title = labels_for(found, store, color_by)
     if kind is PlotKind.curves:
-        frame = curves_frame([(r.id, label, r.read_metrics()) for r, label in zip(found, labels)])
-        metrics = select_metrics(frame["metric"].unique().to_list(), metric)
-        figure = plot_curves(frame, metrics, x="elapsed_s" if x is XAxis.time else x.value, color_title=title)
+        frame = curves_frame([(r.id, label, r.kind, r.read_metrics()) for r, label in zip(found, labels)])
+        figure = plot_curves(frame, select_panels(frame, metric), x="elapsed_s" if x is XAxis.time else x.value,
+                             color_title=title)
     else:
         parts, scores = [], []
         for run, label in zip(found, labels):

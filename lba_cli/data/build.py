@@ -20,7 +20,7 @@ from lba_cli.data.records import ComplexRecord, Skipped, SourceNote, SourceOptio
 from lba_cli.data.sources import iter_complexes, resolve_sources
 from lba_cli.data.splits import assign_splits, shared_between_splits
 from lba_cli.errors import DataError
-from lba_cli.voxelize import make_channel_lookup, voxelize_batch
+from lba_cli.voxel import make_channel_lookup, voxelize_batch
 
 __all__ = ["BuildReport", "build_dataset", "crop_complex", "write_skip_report", "SKIP_REPORT_COLUMNS"]
 

@@ -1,7 +1,7 @@
 """Torch datasets of atoms in box frames, and the collate function that pads them.
 
 Items are atoms, not grids: the training loop voxelizes whole batches on the training
-device (`lba_cli.voxelize.voxelize_batch`), so a fresh rotation per example costs little.
+device (`lba_cli.voxel.voxelize_batch`), so a fresh rotation per example costs little.
 Files are opened lazily, inside whichever process first reads an item (SPEC §8.10).
 """
 
@@ -18,7 +18,7 @@ from lba_cli.config import GridConfig
 from lba_cli.data.grids_h5 import GridSet, read_grid_set
 from lba_cli.errors import DataError
 from lba_cli.seeding import Stream, sample_rng
-from lba_cli.voxelize import make_channel_lookup, random_rotation
+from lba_cli.voxel import make_channel_lookup, random_rotation
 
 __all__ = ["AffinityDataset", "AtomBatch", "collate_atoms"]
 

@@ -1,6 +1,6 @@
 """Atoms -> voxel grids: exact hard-sphere occupancy, batched, on any torch device.
 
-Grid geometry (SPEC §3). A grid has L voxels per side of edge ``resolution_A``; voxel
+Grid geometry. A grid has L voxels per side of edge ``resolution_A``; voxel
 (i, j, k) is centred at ``((i, j, k) - (L - 1) / 2) * resolution_A`` from the box centre, and
 arrays are laid out ``(C, X, Y, Z)`` (``(B, C, X, Y, Z)`` for batches). Coordinates given to
 the voxelizer are already in the box frame: ``local = (xyz - center) @ rotation``.
@@ -10,7 +10,7 @@ default) times the exact fraction of its volume that lies inside each voxel it o
 a grid sums to the number of atoms inside it, and an atom wholly inside the box adds exactly 1.
 
 How the fraction is computed. Let V(a, b, c) be the fraction of a unit ball's volume in the
-octant {x > a, y > b, z > c} (tabulated in `lba_cli.sphere_tables`). The fraction of a
+octant {x > a, y > b, z > c} (tabulated in `lba_cli.voxel.sphere_tables`). The fraction of a
 sphere inside a box is the inclusion-exclusion sum of V over the box's 8 corners
 (coordinates relative to the centre, in radii, clamped to [-1, 1]); the fractions of one
 atom are differences of the same table values, so they telescope to exactly 1.
@@ -19,7 +19,7 @@ The default atom (2 r <= resolution) is cut by at most one voxel face per axis. 
 fractions then follow from one octant lookup V(u), three quadrant lookups Q and three
 closed-form caps, at face offsets u mirrored to [0, 1] (mirrored atoms give exactly
 mirrored grids); the error is below 1e-4 of an atom per voxel. On the CPU that arithmetic
-runs as a compiled loop (`lba_cli._voxelize_cpu`, Numba); on other devices, and for larger
+runs as a compiled loop (`lba_cli.voxel._cpu_kernel`, Numba); on other devices, and for larger
 radii, as tensor operations over the whole batch.
 """
 
@@ -33,7 +33,7 @@ import torch
 
 from lba_cli.config import GridConfig
 from lba_cli.errors import ConfigError
-from lba_cli.sphere_tables import (
+from lba_cli.voxel.sphere_tables import (
     HALF_OCTANT_TABLE_NODES,
     OCTANT_TABLE_NODES,
     QUADRANT_TABLE_NODES,
@@ -42,16 +42,9 @@ from lba_cli.sphere_tables import (
 )
 
 __all__ = [
-    "OCTANT_TABLE_NODES",
-    "HALF_OCTANT_TABLE_NODES",
-    "QUADRANT_TABLE_NODES",
-    "octant_fraction_table",
-    "quadrant_fraction_table",
     "make_channel_lookup",
     "voxelize_batch",
     "voxelize",
-    "random_rotation",
-    "axis_angle_rotation",
     "voxel_centers_A",
 ]
 
@@ -196,7 +189,7 @@ def _voxelize_torch(coords_A: torch.Tensor, channel_index: torch.Tensor, is_prot
 def _cpu_kernel():
     """The compiled CPU kernel, or None when Numba is unavailable (the torch path is used)."""
     try:
-        from lba_cli._voxelize_cpu import voxelize_into
+        from lba_cli.voxel._cpu_kernel import voxelize_into
     except ImportError:  # pragma: no cover - numba is a dependency; this keeps lba usable without it
         return None
     return voxelize_into
@@ -346,39 +339,6 @@ def _interpolate_octant(t: torch.Tensor, device: torch.device) -> torch.Tensor:
                 weight = wx[:, :, None, None] * wy[:, None, :, None] * wz[:, None, None, :]
                 result += weight * table[index]
     return result
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """Draw a rotation uniformly from SO(3).
-
-    A normalised 4-vector of independent standard normals is a uniform unit quaternion
-    (Shoemake, Graphics Gems III, 1992), and its rotation matrix is uniform on SO(3).
-
-    Returns:
-        float64 array of shape (3, 3), orthonormal with determinant +1.
-    """
-    q = rng.standard_normal(4)
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def axis_angle_rotation(axis: np.ndarray, angle_rad: float) -> np.ndarray:
-    """Rotation by ``angle_rad`` about ``axis`` (Rodrigues' formula).
-
-    Args:
-        axis: float array of shape (3,), any non-zero length.
-
-    Returns:
-        float64 array of shape (3, 3).
-    """
-    axis = np.asarray(axis, dtype=np.float64)
-    x, y, z = axis / np.linalg.norm(axis)
-    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
-    return np.eye(3) + math.sin(angle_rad) * k + (1 - math.cos(angle_rad)) * (k @ k)
 
 
 def voxelize(

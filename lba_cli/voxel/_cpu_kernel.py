@@ -1,7 +1,7 @@
 """The CPU kernel of the voxelizer, compiled with Numba.
 
-Same arithmetic as `lba_cli.voxelize._fractions_two_per_axis` (see there and the module
-docstring of `lba_cli.voxelize`), written as one loop over atoms so that each atom's 8
+Same arithmetic as `lba_cli.voxel.occupancy._fractions_two_per_axis` (see there and the
+module docstring of `lba_cli.voxel.occupancy`), written as one loop over atoms so that each atom's 8
 fractions are computed in registers and added straight into its grid. Grids of a batch are
 filled in parallel (one grid per task, so no two threads write the same voxel). Used for
 CPU tensors when every atom touches at most 2 voxels per axis (2 r <= resolution); the

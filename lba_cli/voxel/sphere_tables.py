@@ -4,7 +4,7 @@ V(a, b, c) is the fraction of a unit ball's volume in {x > a, y > b, z > c}; Q(a
 V(a, b, -1). Both are tabulated once per process by integrating, along x, the closed-form
 area of a disk cut by a quadrant, with Gauss-Legendre quadrature split at the kinks of the
 integrand (node error < 1e-7), then read back by (tri)linear interpolation in
-`lba_cli.voxelize`.
+`lba_cli.voxel.occupancy`.
 """
 
 from __future__ import annotations

@@ -9,17 +9,15 @@ import pytest
 import torch
 
 from lba_cli.config import GridConfig
-from lba_cli.voxelize import (
+from lba_cli.voxel import (
     axis_angle_rotation,
     make_channel_lookup,
-    HALF_OCTANT_TABLE_NODES,
-    octant_fraction_table,
-    quadrant_fraction_table,
     random_rotation,
     voxel_centers_A,
     voxelize,
     voxelize_batch,
 )
+from lba_cli.voxel.sphere_tables import HALF_OCTANT_TABLE_NODES, octant_fraction_table, quadrant_fraction_table
 
 CARBON = 6
 
@@ -247,7 +245,7 @@ def test_cpu_kernel_and_tensor_path_agree_on_real_complexes(tiny_h5):
     """The compiled CPU loop and the tensor path (used on CUDA) give the same grids."""
     from lba_cli.data.dataset import AffinityDataset, collate_atoms
     from lba_cli.data.grids_h5 import read_grid_set
-    from lba_cli.voxelize import _voxelize_cpu, _voxelize_torch
+    from lba_cli.voxel.occupancy import _voxelize_cpu, _voxelize_torch
 
     data = read_grid_set(tiny_h5)
     dataset = AffinityDataset(tiny_h5, "train", data.grid, seed=1, rotate=True, grid_set=data)
