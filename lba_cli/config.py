@@ -3,6 +3,11 @@
 Precedence: dataclass defaults < TOML file (``--config``) < command-line options. Command-line
 options default to ``None`` and are dropped before a dataclass is built, so every default
 lives here and only here. A resolved `RunConfig` is written to ``runs/<id>/config.json``.
+
+Each field that the command line sets carries its `CliOption` (flag, help, help panel) in
+its metadata; `lba_cli.cli.options` builds the Typer options from it, showing the field's
+default, and error messages name the field by that flag. So a new option is a field here
+with ``metadata=option(...)`` and one line in a command's signature.
 """
 
 from __future__ import annotations
@@ -10,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from lba_cli.choices import RunKind, is_device_name
 from lba_cli.errors import ConfigError
+from lba_cli.models.registry import ARCHITECTURES, DEFAULT_ARCH, describe_architectures
 
 __all__ = [
     "GridConfig",
@@ -25,10 +32,14 @@ __all__ = [
     "NeighborConfig",
     "FinetuneConfig",
     "RunConfig",
-    "PRETRAIN_TRAIN_DEFAULTS",
-    "FINETUNE_TRAIN_DEFAULTS",
+    "CliOption",
+    "option",
+    "cli_option",
+    "SECTIONS",
+    "TRAIN_DEFAULTS",
     "parse_channels",
     "format_channels",
+    "read_exclude_ids",
     "config_to_dict",
     "config_from_dict",
     "run_config_from_json",
@@ -40,23 +51,74 @@ _RUN_ID = re.compile(r"^\d{8}-\d")
 DEFAULT_CHANNELS: tuple[tuple[str, ...], ...] = (("C",), ("N",), ("O",), ("P",), ("S", "SE"), ("*",))
 
 
-# The command-line option of each field, so that messages speak the user's language.
-OPTION_NAMES = {
-    "box_size_voxels": "--box-size", "resolution_A": "--resolution", "radius_A": "--radius", "channels": "--channels",
-    "widths": "--width", "bottleneck_divisor": "--bottleneck-divisor", "blocks": "--blocks", "dropout": "--dropout",
-    "head_hidden": "--head-hidden", "num_epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
-    "patience": "--patience", "device": "--device", "num_workers": "--workers", "pad_min_A": "--pad MIN",
-    "pad_max_A": "--pad MAX", "angle_deg": "--angle", "epoch_size": "--epoch-size", "val_size": "--val-size",
-    "curriculum_epochs": "--curriculum", "freeze": "--freeze", "unfreeze_after": "--unfreeze-after",
-    "encoder_lr_scale": "--encoder-lr-scale", "data_path": "DATA", "structures": "--structures", "name": "--name",
-}
+@dataclass(frozen=True)
+class CliOption:
+    """How a config field appears on the command line.
+
+    Attributes:
+        flag: ``--batch-size``; ``--rotate/--no-rotate`` for an on/off switch; a name
+            without dashes (``DATA``) for a positional argument.
+        help: one sentence, without the default (it is added from the field).
+        panel: the ``--help`` panel: Data, Task, Grid, Model, Optimization or System.
+        part: for one of several fields set by one option (``--pad MIN MAX``), which value
+            this field is (``MIN``); the option's metavar is the parts in field order.
+        default_text: what to show as the default when the field's value does not say it
+            (a None that means "the architecture's").
+        cli_type: the command-line value's type when it is not the field's (``str`` for
+            channels, ``Path`` for files).
+        existing_file: the value must name an existing file (Typer checks it).
+        parse: turns the command-line value into the field's (a file of ids -> the ids).
+    """
+
+    flag: str
+    help: str
+    panel: str
+    part: str = ""
+    default_text: str | None = None
+    cli_type: Any = None
+    existing_file: bool = False
+    parse: Callable[[Any], Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """How messages name the option: ``--pad MIN``, ``--batch-size``, ``DATA``."""
+        return f"{self.flag.split('/')[0]} {self.part}".strip()
+
+    def to_field(self, value: Any) -> Any:
+        """The field's value for a command-line value (paths become strings, lists tuples)."""
+        if self.parse is not None:
+            return self.parse(value)
+        if isinstance(value, (list, tuple)):
+            return tuple(str(v) if isinstance(v, PurePath) else v for v in value)
+        return str(value) if isinstance(value, PurePath) else value
 
 
-def _check(condition: bool, name: str, value: Any, expected: str) -> None:
+def option(flag: str, help: str, panel: str, **details: Any) -> dict[str, CliOption]:
+    """Field metadata for a config field set by a command-line option (see `CliOption`)."""
+    return {"cli": CliOption(flag, help, panel, **details)}
+
+
+def cli_option(cls: type, name: str) -> CliOption | None:
+    """The `CliOption` of field ``name`` of config class ``cls`` (None if it has none)."""
+    return next(f.metadata.get("cli") for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _check(config: Any, condition: bool, name: str, value: Any, expected: str) -> None:
+    """Raise `ConfigError` naming the field by its command-line option unless ``condition``."""
     if not condition:
-        option = OPTION_NAMES.get(name)
-        label = f"{option} ({name})" if option else name
+        cls = config if isinstance(config, type) else type(config)
+        cli = cli_option(cls, name)
+        label = f"{cli.name} ({name})" if cli else name
         raise ConfigError(f"invalid {label}: {value!r}\nexpected: {expected}")
+
+
+def read_exclude_ids(path: Path) -> tuple[str, ...]:
+    """Ids to leave out of pre-training, sorted: one per line (or whitespace-separated),
+    ``#`` comments, lower-cased (PDB codes or file stems)."""
+    words = []
+    for line in Path(path).read_text().splitlines():
+        words.extend(line.split("#")[0].split())
+    return tuple(sorted({w.lower() for w in words}))
 
 
 def parse_channels(spec: str) -> tuple[tuple[str, ...], ...]:
@@ -72,9 +134,10 @@ def parse_channels(spec: str) -> tuple[tuple[str, ...], ...]:
         tuple(element.strip().upper() for element in group.split(",") if element.strip())
         for group in spec.split(";")
     )
-    _check(all(groups), "channels", spec, 'groups separated by ";", elements by ",", e.g. "C;N;O;P;S,SE;*"')
+    _check(GridConfig, all(groups), "channels", spec,
+           'groups separated by ";", elements by ",", e.g. "C;N;O;P;S,SE;*"')
     flat = [element for group in groups for element in group]
-    _check(len(flat) == len(set(flat)), "channels", spec, "each element (and *) in one group only")
+    _check(GridConfig, len(flat) == len(set(flat)), "channels", spec, "each element (and *) in one group only")
     return groups
 
 
@@ -85,7 +148,8 @@ def format_channels(channels: tuple[tuple[str, ...], ...]) -> str:
 
 @dataclass(frozen=True)
 class GridConfig:
-    """How complexes become voxel grids (SPEC §3).
+    """How complexes become voxel grids: an L x L x L box of ``resolution_A`` voxels, each atom a
+    hard sphere of ``radius_A`` adding the fraction of its volume in each voxel.
 
     Attributes:
         box_size_voxels: voxels per side L of the cubic grid.
@@ -97,23 +161,26 @@ class GridConfig:
         keep_water: keep water molecules (dropped by default).
     """
 
-    box_size_voxels: int = 21
-    resolution_A: float = 1.0
-    radius_A: float = 0.5
-    channels: tuple[tuple[str, ...], ...] = DEFAULT_CHANNELS
-    protein_channel: bool = True
-    keep_hydrogens: bool = False
-    keep_water: bool = False
+    box_size_voxels: int = field(default=21, metadata=option("--box-size", "Voxels per side of the box.", "Grid"))
+    resolution_A: float = field(default=1.0, metadata=option("--resolution", "Voxel edge, Å.", "Grid"))
+    radius_A: float = field(default=0.5, metadata=option("--radius", "Atom sphere radius, Å.", "Grid"))
+    channels: tuple[tuple[str, ...], ...] = field(default=DEFAULT_CHANNELS, metadata=option(
+        "--channels", 'Element groups, one channel each: ";" between groups, "," inside one, "*" for the rest.',
+        "Grid", cli_type=str, default_text='"C;N;O;P;S,SE;*"'))
+    protein_channel: bool = field(default=True, metadata=option(
+        "--protein-channel/--no-protein-channel", "Add a channel flagging protein atoms.", "Grid"))
+    keep_hydrogens: bool = field(default=False, metadata=option("--keep-hydrogens", "Keep H and D atoms.", "Grid"))
+    keep_water: bool = field(default=False, metadata=option("--keep-water", "Keep waters.", "Grid"))
 
     def __post_init__(self) -> None:
         if isinstance(self.channels, str):
             object.__setattr__(self, "channels", parse_channels(self.channels))
         else:
             object.__setattr__(self, "channels", tuple(tuple(g) for g in self.channels))
-        _check(3 <= self.box_size_voxels <= 256, "box_size_voxels", self.box_size_voxels, "an integer in [3, 256]")
-        _check(0.05 <= self.resolution_A <= 10, "resolution_A", self.resolution_A, "a number of Å in [0.05, 10]")
-        _check(0.05 <= self.radius_A <= 5, "radius_A", self.radius_A, "a number of Å in [0.05, 5]")
-        _check(len(self.channels) >= 1, "channels", self.channels, "at least one element group")
+        _check(self, 3 <= self.box_size_voxels <= 256, "box_size_voxels", self.box_size_voxels, "an integer in [3, 256]")
+        _check(self, 0.05 <= self.resolution_A <= 10, "resolution_A", self.resolution_A, "a number of Å in [0.05, 10]")
+        _check(self, 0.05 <= self.radius_A <= 5, "radius_A", self.radius_A, "a number of Å in [0.05, 5]")
+        _check(self, len(self.channels) >= 1, "channels", self.channels, "at least one element group")
 
     @property
     def num_channels(self) -> int:
@@ -137,9 +204,12 @@ class GridConfig:
         return math.sqrt(3.0) * self.box_size_A / 2 + self.radius_A
 
 
+_DEFAULT_ARCH_SPEC = ARCHITECTURES[DEFAULT_ARCH]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which network to build (SPEC §5); ``None`` fields take the architecture's default.
+    """Which network to build (`lba_cli.models`); ``None`` fields take the architecture's default.
 
     Attributes:
         arch: registered architecture name (`lba_cli.models.registry.ARCHITECTURES`); None
@@ -152,28 +222,40 @@ class ModelConfig:
         head_hidden: hidden units of the regression head.
     """
 
-    arch: str | None = None
-    widths: tuple[int, ...] | None = None
-    bottleneck_divisor: int | None = None
-    blocks: int | None = None
-    dropout: float = 0.5
-    head_hidden: int = 256
+    arch: str | None = field(default=None, metadata=option(
+        "--arch", f"Encoder: {describe_architectures()}.", "Model",
+        default_text=f"{DEFAULT_ARCH}; fine-tuning from a run: the run's"))
+    widths: tuple[int, ...] | None = field(default=None, metadata=option(
+        "--width", "Stem then stage widths, repeated (--width 64 --width 128 ...).", "Model",
+        default_text=f"the architecture's; {DEFAULT_ARCH}: {' '.join(map(str, _DEFAULT_ARCH_SPEC.widths))}"))
+    bottleneck_divisor: int | None = field(default=None, metadata=option(
+        "--bottleneck-divisor", "Bottleneck width = block input channels / this.", "Model",
+        default_text=f"the architecture's; {DEFAULT_ARCH}: {_DEFAULT_ARCH_SPEC.bottleneck_divisor}"))
+    blocks: int | None = field(default=None, metadata=option(
+        "--blocks", "Residual blocks per stage.", "Model",
+        default_text=f"the architecture's; {DEFAULT_ARCH}: {_DEFAULT_ARCH_SPEC.blocks}"))
+    dropout: float = field(default=0.5, metadata=option("--dropout", "Dropout probability in the head(s).", "Model"))
+    head_hidden: int = field(default=256, metadata=option(
+        "--head-hidden", "Hidden units of the regression head.", "Model"))
 
     def __post_init__(self) -> None:
+        _check(self, self.arch is None or self.arch in ARCHITECTURES, "arch", self.arch,
+               f"one of {', '.join(sorted(ARCHITECTURES))}")
         if self.widths is not None:
             object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-            _check(len(self.widths) >= 2 and all(w > 0 for w in self.widths), "widths", self.widths,
+            _check(self, len(self.widths) >= 2 and all(w > 0 for w in self.widths), "widths", self.widths,
                    "at least two positive channel counts, e.g. 64 128 256 512")
-        _check(self.bottleneck_divisor is None or self.bottleneck_divisor >= 1, "bottleneck_divisor",
+        _check(self, self.bottleneck_divisor is None or self.bottleneck_divisor >= 1, "bottleneck_divisor",
                self.bottleneck_divisor, "an integer >= 1")
-        _check(self.blocks is None or 1 <= self.blocks <= 8, "blocks", self.blocks, "an integer in [1, 8]")
-        _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a probability in [0, 1)")
-        _check(self.head_hidden >= 1, "head_hidden", self.head_hidden, "an integer >= 1")
+        _check(self, self.blocks is None or 1 <= self.blocks <= 8, "blocks", self.blocks, "an integer in [1, 8]")
+        _check(self, 0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a probability in [0, 1)")
+        _check(self, self.head_hidden >= 1, "head_hidden", self.head_hidden, "an integer >= 1")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The optimisation loop shared by pre-training and fine-tuning.
+    """The optimisation loop shared by pre-training and fine-tuning (defaults per kind:
+    `TRAIN_DEFAULTS`).
 
     Attributes:
         num_epochs: epochs to train.
@@ -187,33 +269,42 @@ class TrainConfig:
         num_workers: DataLoader worker processes (results do not depend on it).
     """
 
-    num_epochs: int = 20
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    deterministic: bool = False
-    num_workers: int = 0
+    num_epochs: int = field(default=20, metadata=option("--epochs", "Epochs to train.", "Optimization"))
+    batch_size: int = field(default=16, metadata=option(
+        "--batch-size", "Examples (view pairs in pre-training) per optimizer step.", "Optimization"))
+    lr: float = field(default=1e-3, metadata=option("--lr", "Adam learning rate.", "Optimization"))
+    weight_decay: float = field(default=0.0, metadata=option("--weight-decay", "Adam weight decay.", "Optimization"))
+    patience: int | None = field(default=None, metadata=option(
+        "--patience", "Stop after this many epochs without a better validation loss.", "Optimization",
+        default_text="never stop early"))
+    seed: int = field(default=0, metadata=option("--seed", "Seed of every random draw of the run.", "System"))
+    device: str = field(default="auto", metadata=option("--device", "auto, cpu, cuda or cuda:N.", "System"))
+    deterministic: bool = field(default=False, metadata=option(
+        "--deterministic", "Ask torch for deterministic algorithms (slower on CUDA).", "System"))
+    num_workers: int = field(default=0, metadata=option(
+        "--workers", "Data-loading worker processes (results do not depend on it).", "System"))
 
     def __post_init__(self) -> None:
-        _check(self.num_epochs >= 1, "num_epochs", self.num_epochs, "an integer >= 1")
-        _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        _check(0 < self.lr < 10, "lr", self.lr, "a learning rate in (0, 10)")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
-        _check(self.patience is None or self.patience >= 1, "patience", self.patience, "an integer >= 1")
-        _check(self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
-        _check(is_device_name(self.device), "device", self.device, "auto, cpu, cuda or cuda:N")
+        _check(self, self.num_epochs >= 1, "num_epochs", self.num_epochs, "an integer >= 1")
+        _check(self, self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(self, 0 < self.lr < 10, "lr", self.lr, "a learning rate in (0, 10)")
+        _check(self, self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        _check(self, self.patience is None or self.patience >= 1, "patience", self.patience, "an integer >= 1")
+        _check(self, self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
+        _check(self, is_device_name(self.device), "device", self.device, "auto, cpu, cuda or cuda:N")
 
 
-PRETRAIN_TRAIN_DEFAULTS = TrainConfig(num_epochs=10, batch_size=64)
-FINETUNE_TRAIN_DEFAULTS = TrainConfig(num_epochs=20, batch_size=16)
+# Pre-training steps over view pairs drawn afresh (large batches, fewer epochs); fine-tuning
+# over a few thousand complexes (batch 16, as ATOM3D trains LBA).
+TRAIN_DEFAULTS: dict[RunKind, TrainConfig] = {
+    RunKind.pretrain: TrainConfig(num_epochs=10, batch_size=64),
+    RunKind.finetune: TrainConfig(num_epochs=20, batch_size=16),
+}
 
 
 @dataclass(frozen=True)
 class NeighborConfig:
-    """The neighbor-location pre-training task (SPEC §4).
+    """The neighbor-location pre-training task (`lba_cli.neighbors`).
 
     Attributes:
         pad_min_A: minimum padding between the two views, in Å.
@@ -226,35 +317,55 @@ class NeighborConfig:
         curriculum_epochs: ramp the padding noise and angle from zero over this many epochs.
     """
 
-    pad_min_A: float = 1.0
-    pad_max_A: float = 2.0
-    angle_deg: float = 20.0
-    epoch_size: int = 2048
-    val_size: int = 512
-    val_fraction: float = 0.1
-    min_density_per_nm3: float = 40.0
-    curriculum_epochs: int = 0
+    pad_min_A: float = field(default=1.0, metadata=option(
+        "--pad", "Minimum and maximum padding between the two views, Å.", "Task", part="MIN"))
+    pad_max_A: float = field(default=2.0, metadata=option(
+        "--pad", "Minimum and maximum padding between the two views, Å.", "Task", part="MAX"))
+    angle_deg: float = field(default=20.0, metadata=option(
+        "--angle", "Maximum turn of the neighbour view about its centre, degrees.", "Task"))
+    epoch_size: int = field(default=2048, metadata=option("--epoch-size", "Training view pairs per epoch.", "Task"))
+    val_size: int = field(default=512, metadata=option("--val-size", "Fixed validation view pairs.", "Task"))
+    val_fraction: float = field(default=0.1, metadata=option(
+        "--val-fraction", "Share of the structures held out for validation.", "Task"))
+    min_density_per_nm3: float = field(default=40.0, metadata=option(
+        "--min-density", "Minimum atom density around both view centres, atoms per nm³.", "Task"))
+    curriculum_epochs: int = field(default=0, metadata=option(
+        "--curriculum", "Ramp padding noise and angle from 0 over this many epochs.", "Task"))
 
     def __post_init__(self) -> None:
-        _check(self.pad_min_A >= 0, "pad_min_A", self.pad_min_A, "a padding >= 0 Å")
-        _check(self.pad_max_A >= self.pad_min_A, "pad_max_A", self.pad_max_A,
+        _check(self, self.pad_min_A >= 0, "pad_min_A", self.pad_min_A, "a padding >= 0 Å")
+        _check(self, self.pad_max_A >= self.pad_min_A, "pad_max_A", self.pad_max_A,
                f"a padding >= pad_min_A ({self.pad_min_A} Å)")
-        _check(0 <= self.angle_deg <= 180, "angle_deg", self.angle_deg, "an angle in [0, 180] degrees")
-        _check(self.epoch_size >= 1, "epoch_size", self.epoch_size, "an integer >= 1")
-        _check(self.val_size >= 1, "val_size", self.val_size, "an integer >= 1")
-        _check(0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a fraction in (0, 1)")
-        _check(self.min_density_per_nm3 >= 0, "min_density_per_nm3", self.min_density_per_nm3, "a density >= 0")
-        _check(self.curriculum_epochs >= 0, "curriculum_epochs", self.curriculum_epochs, "an integer >= 0")
+        _check(self, 0 <= self.angle_deg <= 180, "angle_deg", self.angle_deg, "an angle in [0, 180] degrees")
+        _check(self, self.epoch_size >= 1, "epoch_size", self.epoch_size, "an integer >= 1")
+        _check(self, self.val_size >= 1, "val_size", self.val_size, "an integer >= 1")
+        _check(self, 0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a fraction in (0, 1)")
+        _check(self, self.min_density_per_nm3 >= 0, "min_density_per_nm3", self.min_density_per_nm3, "a density >= 0")
+        _check(self, self.curriculum_epochs >= 0, "curriculum_epochs", self.curriculum_epochs, "an integer >= 0")
 
     @property
     def label(self) -> str:
         """The short label of the task's difficulty, ``min-max-angle`` (e.g. ``1-2-20``)."""
         return "-".join(f"{v:g}" for v in (self.pad_min_A, self.pad_max_A, self.angle_deg))
 
+    @classmethod
+    def parse_label(cls, label: str) -> tuple[float, float, float]:
+        """``"1-2-20"`` -> (pad_min_A, pad_max_A, angle_deg): the inverse of `label`.
+
+        Raises:
+            ConfigError: for text that is not three numbers joined by ``-``.
+        """
+        try:
+            pad_min, pad_max, angle = (float(part) for part in label.split("-"))
+        except ValueError:
+            raise ConfigError(f"invalid difficulty {label!r}\nexpected: MIN-MAX-ANGLE, e.g. 1-2-20 "
+                              "(--pad 1 2 --angle 20)") from None
+        return pad_min, pad_max, angle
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Affinity regression on an `lba voxelize` file (SPEC §6).
+    """Affinity regression on an `lba voxelize` file (`lba_cli.finetune`).
 
     Attributes:
         data_path: the HDF5 file written by ``lba voxelize``.
@@ -265,22 +376,31 @@ class FinetuneConfig:
         rotate: a fresh uniformly random rotation of each training example every epoch.
     """
 
-    data_path: str = ""
-    init: str = "random"
-    freeze: bool = False
-    unfreeze_after: int | None = None
-    encoder_lr_scale: float = 1.0
-    rotate: bool = True
+    data_path: str = field(default="", metadata=option(
+        "DATA", "HDF5 file written by lba voxelize.", "Data", cli_type=Path,
+        existing_file=True))
+    init: str = field(default="random", metadata=option(
+        "--init", "random, or a pre-training run (id, prefix, name or directory) whose encoder starts the model.",
+        "Model"))
+    freeze: bool = field(default=False, metadata=option(
+        "--freeze", "Train the head only (encoder BatchNorm in eval mode).", "Model"))
+    unfreeze_after: int | None = field(default=None, metadata=option(
+        "--unfreeze-after", "Train the head only for this many epochs, then everything.", "Model"))
+    encoder_lr_scale: float = field(default=1.0, metadata=option(
+        "--encoder-lr-scale", "Encoder learning rate = --lr times this.", "Optimization"))
+    rotate: bool = field(default=True, metadata=option(
+        "--rotate/--no-rotate", "A fresh random rotation of every training example each epoch.", "Data"))
 
     def __post_init__(self) -> None:
-        _check(bool(self.data_path), "data_path", self.data_path, "the path of an lba voxelize HDF5 file")
-        _check(not (self.freeze and self.init == "random"), "freeze", self.freeze,
+        _check(self, bool(self.data_path), "data_path", self.data_path, "the path of an lba voxelize HDF5 file")
+        _check(self, not (self.freeze and self.init == "random"), "freeze", self.freeze,
                "--freeze only with --init RUN (a frozen random encoder learns nothing)")
-        _check(self.unfreeze_after is None or self.unfreeze_after >= 1, "unfreeze_after", self.unfreeze_after,
+        _check(self, self.unfreeze_after is None or self.unfreeze_after >= 1, "unfreeze_after", self.unfreeze_after,
                "an integer >= 1")
-        _check(not (self.freeze and self.unfreeze_after), "unfreeze_after", self.unfreeze_after,
+        _check(self, not (self.freeze and self.unfreeze_after), "unfreeze_after", self.unfreeze_after,
                "either --freeze (never unfreeze) or --unfreeze-after N, not both")
-        _check(0 <= self.encoder_lr_scale <= 100, "encoder_lr_scale", self.encoder_lr_scale, "a factor in [0, 100]")
+        _check(self, 0 <= self.encoder_lr_scale <= 100, "encoder_lr_scale", self.encoder_lr_scale,
+               "a factor in [0, 100]")
 
     def encoder_frozen(self, epoch: int) -> bool:
         """Whether the encoder is frozen in ``epoch`` (0-based)."""
@@ -297,19 +417,29 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     neighbor: NeighborConfig | None = None
     finetune: FinetuneConfig | None = None
-    structures: tuple[str, ...] = ()
-    exclude_ids: tuple[str, ...] = ()
-    name: str | None = None
+    structures: tuple[str, ...] = field(default=(), metadata=option(
+        "--structures", "Structure files or folders (PDB, mmCIF, PDBQT, .gz) or lba voxelize .h5; repeat for more.",
+        "Data", cli_type=list[Path]))
+    exclude_ids: tuple[str, ...] = field(default=(), metadata=option(
+        "--exclude-ids", "File of structure ids to leave out (e.g. downstream val/test proteins).", "Data",
+        cli_type=Path, existing_file=True, parse=read_exclude_ids))
+    name: str | None = field(default=None, metadata=option(
+        "--name", "A human name for the run (ids stay the key).", "System"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RunKind(self.kind))
-        _check(self.name is None or (self.name.strip() and self.name != "random" and not _RUN_ID.match(self.name)),
+        _check(self, self.name is None or (self.name.strip() and self.name != "random" and not _RUN_ID.match(self.name)),
                "name", self.name, "a human name that is not 'random' and does not look like a run id")
         if self.kind is RunKind.pretrain:
-            _check(self.neighbor is not None and bool(self.structures), "structures", self.structures,
+            _check(self, self.neighbor is not None and bool(self.structures), "structures", self.structures,
                    "pre-training needs --structures and a neighbor task")
         else:
-            _check(self.finetune is not None, "finetune", self.finetune, "fine-tuning needs a data file")
+            _check(self, self.finetune is not None, "finetune", self.finetune, "fine-tuning needs a data file")
+
+
+# Each section of a RunConfig (None: the top level) and its class.
+SECTIONS: dict[str | None, type] = {"grid": GridConfig, "model": ModelConfig, "train": TrainConfig,
+                                    "neighbor": NeighborConfig, "finetune": FinetuneConfig, None: RunConfig}
 
 
 def config_to_dict(config: Any) -> Any:
@@ -323,8 +453,7 @@ def config_to_dict(config: Any) -> Any:
     return config
 
 
-_NESTED = {"grid": GridConfig, "model": ModelConfig, "train": TrainConfig,
-           "neighbor": NeighborConfig, "finetune": FinetuneConfig}
+_NESTED = {name: cls for name, cls in SECTIONS.items() if name is not None}
 
 
 def _tuplify(value: Any) -> Any:
@@ -407,8 +536,7 @@ def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: d
     for key in _TOP_LEVEL:
         value = overrides.get(key)
         merged[key] = value if value is not None else data.get(key)
-    train_defaults = PRETRAIN_TRAIN_DEFAULTS if kind is RunKind.pretrain else FINETUNE_TRAIN_DEFAULTS
-    train = dataclasses.replace(train_defaults, **{k: _tuplify(v) for k, v in _checked(TrainConfig, merged["train"]).items()})
+    train = dataclasses.replace(TRAIN_DEFAULTS[kind], **{k: _tuplify(v) for k, v in _checked(TrainConfig, merged["train"]).items()})
     task: dict[str, Any] = {}
     if kind is RunKind.pretrain:
         task["neighbor"] = _build(NeighborConfig, merged["neighbor"])

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lba_cli.config import RunConfig, config_to_dict
+from lba_cli.config import RunConfig, config_to_dict, read_exclude_ids  # noqa: F401 (public here too)
 from lba_cli.devices import autocast_context
 from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed
 from lba_cli.loaders import make_loader
@@ -24,14 +24,6 @@ from lba_cli.voxel import voxelize_batch
 __all__ = ["NeighborTask", "pretrain", "read_exclude_ids", "prepare_pretrain"]
 
 _PAIR_PREFIXES = ("home_", "neighbor_")
-
-
-def read_exclude_ids(path: Path) -> frozenset[str]:
-    """Ids to leave out of pre-training: one per line (or whitespace-separated), ``#`` comments."""
-    words = []
-    for line in Path(path).read_text().splitlines():
-        words.extend(line.split("#")[0].split())
-    return frozenset(w.lower() for w in words)
 
 
 class NeighborTask(TaskBase):

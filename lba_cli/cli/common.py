@@ -17,7 +17,7 @@ from rich.table import Table
 
 from lba_cli.errors import LbaError
 
-__all__ = ["stdout", "stderr", "friendly_errors", "dump_json", "RunsDir", "Device", "Seed", "Name", "Quiet", "OutputFormat",
+__all__ = ["stdout", "stderr", "friendly_errors", "dump_json", "RunsDir", "Quiet", "OutputFormat",
            "render_frame", "store_from"]
 
 _TABLE_WIDTH_WHEN_PIPED = 10_000  # never wrap a cell (a run id) when the output goes to a file or a pipe
@@ -28,12 +28,6 @@ stderr = Console(stderr=True, soft_wrap=True)  # messages are never re-wrapped m
 RunsDir = Annotated[Optional[Path], typer.Option(
     "--runs-dir", envvar="LBA_RUNS_DIR", file_okay=False, help="Runs directory (default: ./runs).",
     rich_help_panel="System", show_default=False)]
-Device = Annotated[Optional[str], typer.Option(
-    "--device", help="auto, cpu, cuda or cuda:N (default: auto).", rich_help_panel="System", show_default=False)]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed of every random draw (default: 0).",
-                                             rich_help_panel="System", show_default=False)]
-Name = Annotated[Optional[str], typer.Option("--name", help="A human name for the run (ids stay the key).",
-                                             rich_help_panel="System")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="System")]
 
 

@@ -10,7 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from lba_cli.choices import LabelUnit, SourceFormat, SplitKind
-from lba_cli.cli.common import Quiet, Seed, friendly_errors, stderr, stdout
+from lba_cli.cli.common import Quiet, friendly_errors, stderr, stdout
+from lba_cli.cli.options import ConfigOptions, config_overrides
+
+Grid = ConfigOptions()  # voxelize builds a GridConfig only
 
 
 @friendly_errors
@@ -19,15 +22,15 @@ def voxelize(
     output: Annotated[Path, typer.Option("--output", "-o", help="HDF5 file to write.", dir_okay=False,
                                          rich_help_panel="Data")],
     fmt: Annotated[SourceFormat, typer.Option("--format", help="Layout of the sources.", rich_help_panel="Data")] = SourceFormat.auto,
-    box_size: Annotated[Optional[int], typer.Option("--box-size", help="Voxels per side (default: 21).", rich_help_panel="Grid", show_default=False)] = None,
-    resolution: Annotated[Optional[float], typer.Option("--resolution", help="Voxel edge, Å (default: 1.0).", rich_help_panel="Grid", show_default=False)] = None,
-    radius: Annotated[Optional[float], typer.Option("--radius", help="Atom sphere radius, Å (default: 0.5).", rich_help_panel="Grid", show_default=False)] = None,
-    channels: Annotated[Optional[str], typer.Option("--channels", help='Element groups (default: "C;N;O;P;S,SE;*").', rich_help_panel="Grid", show_default=False)] = None,
-    protein_channel: Annotated[Optional[bool], typer.Option("--protein-channel/--no-protein-channel", help="Add a channel flagging protein atoms (default: on).", rich_help_panel="Grid", show_default=False)] = None,
-    keep_hydrogens: Annotated[Optional[bool], typer.Option("--keep-hydrogens", help="Keep H and D atoms.", rich_help_panel="Grid", show_default=False)] = None,
-    keep_water: Annotated[Optional[bool], typer.Option("--keep-water", help="Keep waters.", rich_help_panel="Grid", show_default=False)] = None,
+    box_size: Grid["--box-size"] = None,
+    resolution: Grid["--resolution"] = None,
+    radius: Grid["--radius"] = None,
+    channels: Grid["--channels"] = None,
+    protein_channel: Grid["--protein-channel"] = None,
+    keep_hydrogens: Grid["--keep-hydrogens"] = None,
+    keep_water: Grid["--keep-water"] = None,
     split: Annotated[Optional[SplitKind], typer.Option("--split", help="predefined (the source's), protein (whole proteins per split) or random (default: predefined if the source has splits, else protein).", rich_help_panel="Data", show_default=False)] = None,
-    seed: Seed = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the protein or random split (default: 0).", rich_help_panel="Data", show_default=False)] = None,
     label_field: Annotated[Optional[str], typer.Option("--label-field", help="SDF property holding the affinity (sdf-series).", rich_help_panel="Data", show_default=False)] = None,
     label_unit: Annotated[LabelUnit, typer.Option("--label-unit", help="Unit of --label-field (kcal/mol and kJ/mol: ΔG at 298.15 K).", rich_help_panel="Data")] = LabelUnit.pk,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV.", dir_okay=False, rich_help_panel="Data")] = None,
@@ -41,9 +44,7 @@ def voxelize(
     from lba_cli.config import GridConfig
     from lba_cli.data.build import build_dataset, write_skip_report
 
-    options = {"box_size_voxels": box_size, "resolution_A": resolution, "radius_A": radius, "channels": channels,
-               "protein_channel": protein_channel, "keep_hydrogens": keep_hydrogens, "keep_water": keep_water}
-    grid = GridConfig(**{k: v for k, v in options.items() if v is not None})
+    grid = GridConfig(**config_overrides(voxelize, locals()).get("grid", {}))
     live = not quiet and stderr.is_terminal
     with stderr.status("reading complexes") if live else contextlib.nullcontext() as status:
         counter = {"n": 0}

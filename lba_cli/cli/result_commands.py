@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from lba_cli.choices import HEADLINE_METRICS, RunKind, SplitName
-from lba_cli.cli.common import Device, OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+from lba_cli.cli.options import Finetune
+from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
 
-_DEFAULT_PANELS = "Pre-training and fine-tuning runs get panels of their own. [default: " + "; ".join(
-    f"{kind.value}: {', '.join(names)}" for kind, names in HEADLINE_METRICS.items()) + "]"
+_DEFAULT_PANELS = "Pre-training and fine-tuning runs get panels of their own (default: " + "; ".join(
+    f"{kind.value}: {', '.join(names)}" for kind, names in HEADLINE_METRICS.items()) + ")."
 
 Runs = Annotated[list[str], typer.Argument(help="Run ids, unique prefixes, names or run directories (runs/* works).", show_default=False)]
 
@@ -39,7 +40,7 @@ def evaluate(
     split: Annotated[SplitName, typer.Option("--split", help="Split to evaluate.")] = SplitName.test,
     data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file (default: the run's own).", exists=True, dir_okay=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
-    device: Device = None,
+    device: Finetune["--device"] = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """Whole-split MAE, RMSE, Pearson r and Spearman ρ of fine-tuned runs; saves predictions.
