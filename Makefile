@@ -16,13 +16,14 @@ BIN := $(VENV)/bin
 LBA := $(BIN)/lba
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-slow demo bench clean
+.PHONY: help install test test-slow lint demo bench clean
 
 help:
 	@echo "make install    virtual environment in $(VENV) with $(TORCH) (CPU build by default) and lba"
 	@echo "make demo       the whole pipeline on the demo data (DATA=$(DATA))"
 	@echo "make test       the test suite (CI runs this)"
 	@echo "make test-slow  the slow tests too"
+	@echo "make lint       ruff (style and static checks; CI runs this)"
 	@echo "make bench      benchmarks"
 
 install: $(STAMP)
@@ -39,6 +40,9 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check lba_cli tests benchmarks
 
 # The main job. It starts from an empty $(DEMO_DIR)/runs so that the run names below are unique.
 demo: install

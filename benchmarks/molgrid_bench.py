@@ -29,7 +29,8 @@ def main() -> None:
     sets = []
     for i in range(len(offsets) - 1):
         lo, hi = offsets[i], offsets[i + 1]
-        sets.append((molgrid.Grid2f(np.ascontiguousarray(xyz[lo:hi])), molgrid.Grid2f(np.ascontiguousarray(types[lo:hi])),
+        sets.append((molgrid.Grid2f(np.ascontiguousarray(xyz[lo:hi])),
+                     molgrid.Grid2f(np.ascontiguousarray(types[lo:hi])),
                      molgrid.Grid1f(np.full(hi - lo, radius, np.float32))))
     for coords, t, r in sets[:10]:  # warm up
         maker.forward(center, coords, t, r, grid_out)

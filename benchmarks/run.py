@@ -229,7 +229,8 @@ def main() -> None:
         figures["help_s"] = help_seconds()
         if torch.cuda.is_available():
             cuda = torch.device("cuda")
-            figures["voxelize_cuda_grids_per_s"] = best_of(TRIALS, lambda: voxelizer_throughput(grid, sets, cuda, repeats=20))
+            figures["voxelize_cuda_grids_per_s"] = best_of(TRIALS, lambda: voxelizer_throughput(grid, sets, cuda,
+                                                                                                repeats=20))
             notes.append(f"CUDA device: {torch.cuda.get_device_name(0)}")
     width = max(map(len, figures))
     print(f"{'benchmark':<{width}}  value")

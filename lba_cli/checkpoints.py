@@ -15,6 +15,7 @@ A checkpoint is a dict of plain values and tensors, loadable with ``weights_only
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise DataError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as error:
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise DataError(f"cannot read checkpoint {path}: {error}") from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise DataError(f"{path} is not an lba checkpoint")

@@ -19,7 +19,8 @@ from lba_cli.errors import LbaError, RunNotFoundError
 from lba_cli.metrics import REGRESSION_METRICS, higher_is_better, mean_std
 from lba_cli.runs import INDEX_NAME, Run, RunStore, is_run_dir
 
-__all__ = ["flatten_config", "run_label", "differing_settings", "collect_runs", "compare_runs", "Comparison", "labels_for",
+__all__ = ["flatten_config", "run_label", "differing_settings", "collect_runs", "compare_runs", "Comparison",
+           "labels_for",
            "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = (*(f"{split}/{m.name}" for split in ("val", "test") for m in REGRESSION_METRICS),
@@ -189,7 +190,8 @@ def _group(table: pl.DataFrame, keys: list[str], metrics: list[str]) -> pl.DataF
     for _, group in table.group_by(keys, maintain_order=True):
         row = {k: group[k][0] for k in keys}
         row["runs"] = group.height
-        row["seeds"] = " ".join(str(s) for s in sorted(group["train.seed"].to_list())) if "train.seed" in group.columns else ""
+        seeds = sorted(group["train.seed"].to_list()) if "train.seed" in group.columns else []
+        row["seeds"] = " ".join(map(str, seeds))
         for m in metrics:
             values = [v for v in group[m].to_list() if v is not None and not (isinstance(v, float) and math.isnan(v))]
             mean, std = mean_std(values) if values else (None, None)

@@ -177,7 +177,8 @@ class GridConfig:
             object.__setattr__(self, "channels", parse_channels(self.channels))
         else:
             object.__setattr__(self, "channels", tuple(tuple(g) for g in self.channels))
-        _check(self, 3 <= self.box_size_voxels <= 256, "box_size_voxels", self.box_size_voxels, "an integer in [3, 256]")
+        _check(self, 3 <= self.box_size_voxels <= 256, "box_size_voxels", self.box_size_voxels,
+               "an integer in [3, 256]")
         _check(self, 0.05 <= self.resolution_A <= 10, "resolution_A", self.resolution_A, "a number of Å in [0.05, 10]")
         _check(self, 0.05 <= self.radius_A <= 5, "radius_A", self.radius_A, "a number of Å in [0.05, 5]")
         _check(self, len(self.channels) >= 1, "channels", self.channels, "at least one element group")
@@ -428,7 +429,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", RunKind(self.kind))
-        _check(self, self.name is None or (self.name.strip() and self.name != "random" and not _RUN_ID.match(self.name)),
+        _check(self,
+               self.name is None or (self.name.strip() and self.name != "random" and not _RUN_ID.match(self.name)),
                "name", self.name, "a human name that is not 'random' and does not look like a run id")
         if self.kind is RunKind.pretrain:
             _check(self, self.neighbor is not None and bool(self.structures), "structures", self.structures,
@@ -466,7 +468,8 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}\nexpected: {', '.join(sorted(names))}")
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}\n"
+                          f"expected: {', '.join(sorted(names))}")
     return cls(**{k: _tuplify(v) for k, v in data.items()})
 
 
@@ -536,7 +539,8 @@ def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: d
     for key in _TOP_LEVEL:
         value = overrides.get(key)
         merged[key] = value if value is not None else data.get(key)
-    train = dataclasses.replace(TRAIN_DEFAULTS[kind], **{k: _tuplify(v) for k, v in _checked(TrainConfig, merged["train"]).items()})
+    train = dataclasses.replace(TRAIN_DEFAULTS[kind], **{k: _tuplify(v) for k, v in _checked(TrainConfig,
+                                                                                             merged["train"]).items()})
     task: dict[str, Any] = {}
     if kind is RunKind.pretrain:
         task["neighbor"] = _build(NeighborConfig, merged["neighbor"])
@@ -553,7 +557,8 @@ def _checked(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}\nexpected: {', '.join(sorted(names))}")
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}\n"
+                          f"expected: {', '.join(sorted(names))}")
     return data
 
 

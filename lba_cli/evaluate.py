@@ -71,7 +71,8 @@ def predict(model: nn.Module, dataset: AffinityDataset, grid: GridConfig, device
     model.eval()
     out = []
     for batch in make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, num_workers=0):
-        grids = voxelize_batch(batch["xyz_A"].to(device), batch["channel"].to(device), batch["is_protein"].to(device), grid)
+        grids = voxelize_batch(batch["xyz_A"].to(device), batch["channel"].to(device), batch["is_protein"].to(device),
+                               grid)
         with autocast_context(device):
             out.append(model(grids).float().cpu())
     model.train(was_training)

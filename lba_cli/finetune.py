@@ -1,4 +1,4 @@
-"""`lba finetune`: pK regression from random init or from a pre-trained encoder (SPEC §6)."""
+"""`lba finetune`: pK regression from random init or from a pre-trained encoder """
 
 from __future__ import annotations
 
@@ -25,10 +25,12 @@ from lba_cli.seeding import seed_everything
 from lba_cli.train import NullReporter, Reporter, TaskBase, fit
 from lba_cli.voxel import voxelize_batch
 
-__all__ = ["AffinityTask", "finetune", "finetune_replicates", "prepare_finetune", "finish_finetune", "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
+__all__ = ["AffinityTask", "finetune", "finetune_replicates", "prepare_finetune", "finish_finetune",
+           "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
 
 ARCHITECTURE_FIELDS = ("arch", "widths", "bottleneck_divisor", "blocks")
-GRID_FIELDS = ("box_size_voxels", "resolution_A", "radius_A", "channels", "protein_channel", "keep_hydrogens", "keep_water")
+GRID_FIELDS = ("box_size_voxels", "resolution_A", "radius_A", "channels", "protein_channel", "keep_hydrogens",
+               "keep_water")
 
 
 class AffinityTask(TaskBase):
@@ -85,7 +87,8 @@ def _init_from_run(store: RunStore, ref: str, model_config: ModelConfig, data_gr
                  for p in _differences(GRID_FIELDS, data_grid, parent_config.grid)]
     if problems:
         raise CheckpointMismatchError(f"run {parent.id} does not fit this fine-tuning:\n  " + "\n  ".join(problems))
-    resolved = dataclasses.replace(parent_config.model, dropout=model_config.dropout, head_hidden=model_config.head_hidden)
+    resolved = dataclasses.replace(parent_config.model, dropout=model_config.dropout,
+                                   head_hidden=model_config.head_hidden)
     encoder = {k[len("encoder."):]: v for k, v in payload["model"].items() if k.startswith("encoder.")}
     return parent, resolved, encoder
 
@@ -133,7 +136,8 @@ def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = Tr
     model = create_model(model_config, grid.num_channels, "affinity").to(device)
     if encoder_state is not None:
         model.encoder.load_state_dict(encoder_state)
-    # One optimizer over both groups, built once, whatever is frozen when (SPEC §8.9); a
+    # One optimizer over both groups, built once, whatever is frozen when (rebuilding it when
+    # groups changed crashed resumed freeze/unfreeze schedules in the original work); a
     # frozen parameter has no gradient and Adam leaves it and its state alone.
     optimizer = torch.optim.Adam([{"params": model.encoder.parameters(), "lr": train.lr * tune.encoder_lr_scale},
                                   {"params": model.head.parameters()}], lr=train.lr, weight_decay=train.weight_decay)
@@ -185,7 +189,8 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
     ctx, task = prepared.ctx, prepared.task
     reporter = reporter if (reporter is not None and ctx.is_main) else NullReporter()
     config_dict: dict[str, Any] = config_to_dict(prepared.config)
-    run = store.create_run(config_dict, parent_id=prepared.parent.id if prepared.parent else None) if ctx.is_main else None
+    run = store.create_run(config_dict,
+                           parent_id=prepared.parent.id if prepared.parent else None) if ctx.is_main else None
     tune = prepared.config.finetune
     summary = (f"{len(task.train_set)} train / {len(task.val_set)} val / {len(prepared.test_set)} test complexes; "
                f"init {tune.init}{' (frozen encoder)' if tune.freeze else ''}")

@@ -29,7 +29,8 @@ class _ListSampler(Sampler):
         return len(self.indices)
 
 
-def epoch_order(num_items: int, *, shuffle: bool, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> list[int]:
+def epoch_order(num_items: int, *, shuffle: bool, seed: int, epoch: int, rank: int = 0,
+                world_size: int = 1) -> list[int]:
     """The item order of one epoch for one process.
 
     Returns:
@@ -53,7 +54,8 @@ def epoch_order(num_items: int, *, shuffle: bool, seed: int, epoch: int, rank: i
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, epoch: int, num_workers: int,
                 prefixes: tuple[str, ...] = ("",), skip_batches: int = 0, rank: int = 0,
                 world_size: int = 1) -> DataLoader:
-    """A loader over ``dataset`` for one epoch; never drops a last partial batch (SPEC §8.4).
+    """A loader over ``dataset`` for one epoch; never drops a last partial batch
+    (metrics over a split must see every example; the original work's ``drop_last`` skewed them).
 
     Args:
         dataset: items for `lba_cli.data.dataset.collate_atoms`; its ``set_epoch`` is called.

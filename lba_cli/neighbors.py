@@ -1,4 +1,4 @@
-"""Neighbor location: the self-supervised pre-training task (SPEC §4).
+"""Neighbor location: the self-supervised pre-training task.
 
 A home view is a cubic box in a densely packed region of a structure; the neighbour view is
 a box of the same size whose centre lies across one of the home box's 6 faces, at a centre
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -147,14 +148,16 @@ def load_structures(
     unmatched = sorted(exclude_ids - matched)
     if unmatched:
         skipped.append(("--exclude-ids", f"{len(unmatched)} of {len(exclude_ids)} ids match no structure "
-                                         f"(e.g. {', '.join(unmatched[:5])}); ids are lower-case PDB codes or file stems"))
+                                         f"(e.g. {', '.join(unmatched[:5])}); ids are lower-case PDB codes or file "
+                                         "stems"))
     if not structures:
         raise DataError("no pre-training structure could be read\n" +
                         "\n".join(f"{p}: {r}" for p, r in skipped[:10]))
     return structures, skipped
 
 
-def split_structures(structures: list[Structure], val_fraction: float, seed: int) -> tuple[list[Structure], list[Structure]]:
+def split_structures(structures: list[Structure], val_fraction: float, seed: int) -> tuple[list[Structure],
+                                                                                           list[Structure]]:
     """Hold out whole structures (all files of one id together) for validation.
 
     Returns:
@@ -249,7 +252,8 @@ class NeighborPairs(Dataset):
             noise-free: padding ``pad_min_A``, no turn).
     """
 
-    def __init__(self, structures: list[Structure], grid: GridConfig, task: NeighborConfig, seed: int, train: bool) -> None:
+    def __init__(self, structures: list[Structure], grid: GridConfig, task: NeighborConfig, seed: int,
+                 train: bool) -> None:
         self.structures = structures
         self.grid = grid
         self.task = task

@@ -84,7 +84,8 @@ def select_panels(frame: pl.DataFrame, patterns: list[str] | None) -> list[tuple
         if not patterns:
             chosen = [m for m in HEADLINE_METRICS[RunKind(kind)] if m in available] or available
         else:
-            chosen = list(dict.fromkeys(m for pattern in patterns for m in available if fnmatch.fnmatchcase(m, pattern)))
+            chosen = list(dict.fromkeys(m for pattern in patterns for m in available if fnmatch.fnmatchcase(m,
+                                                                                                            pattern)))
         panels.extend((kind, metric) for metric in chosen)
     for pattern in patterns or ():
         if not any(fnmatch.fnmatchcase(metric, pattern) for _, metric in panels):
@@ -143,8 +144,17 @@ def plot_scatter(predictions: pl.DataFrame, title: str):
         predictions: columns label (Utf8), affinity_pk (Float64), predicted_pk (Float64).
         title: the figure title (e.g. the metrics).
     """
-    from plotnine import aes, coord_equal, facet_wrap, geom_abline, geom_point, ggplot, labs, scale_x_continuous
-    from plotnine import scale_y_continuous
+    from plotnine import (
+        aes,
+        coord_equal,
+        facet_wrap,
+        geom_abline,
+        geom_point,
+        ggplot,
+        labs,
+        scale_x_continuous,
+        scale_y_continuous,
+    )
 
     values = pl.concat([predictions["affinity_pk"], predictions["predicted_pk"]])
     limits = (math.floor(values.min() - 0.25), math.ceil(values.max() + 0.25))  # the same range on both axes
@@ -180,7 +190,8 @@ def plot_sweep(frame: pl.DataFrame):
     labels = list(dict.fromkeys(frame["label"].to_list()))
     summary = (frame.drop_nulls("value").group_by("label", "split", "metric", maintain_order=True)
                .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=0).fill_null(0.0).alias("std"))
-               .with_columns((pl.col("mean") - pl.col("std")).alias("lo"), (pl.col("mean") + pl.col("std")).alias("hi")))
+               .with_columns((pl.col("mean") - pl.col("std")).alias("lo"),
+                             (pl.col("mean") + pl.col("std")).alias("hi")))
     points, bars = _to_pandas(frame.drop_nulls("value")), _to_pandas(summary)
     for data in (points, bars):
         import pandas as pd

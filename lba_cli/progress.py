@@ -79,7 +79,8 @@ class ProgressReporter:
         self._epoch_start, self._samples = self.clock(), 0
         self._steps = steps_per_epoch
         self.console.print(f"[bold]{kind}[/] run [cyan]{run_id}[/] on {device}"
-                           + (f" ({gpu_status(device)})" if gpu_status(device) else ""), highlight=False, soft_wrap=True)
+                           + (f" ({gpu_status(device)})" if gpu_status(device) else ""), highlight=False,
+                               soft_wrap=True)
         if self.quiet or self.plain:
             return
         self._progress = Progress(
@@ -117,7 +118,8 @@ class ProgressReporter:
         self._epoch_start, self._samples = self.clock(), 0
         best_text = f"best {best['metric']} {best['value']:.4g} @ epoch {best['epoch']}" if best else ""
         self._summary = f"  {best_text}" if best_text else ""
-        line = f"epoch {epoch}/{self._num_epochs}  {format_metrics(metrics, self._shown)}  {best_text}  {metrics['elapsed_s']:.0f} s"
+        line = (f"epoch {epoch}/{self._num_epochs}  {format_metrics(metrics, self._shown)}  {best_text}  "
+                f"{metrics['elapsed_s']:.0f} s")
         if self._progress is not None:
             self._progress.console.print(line, highlight=False, soft_wrap=True)
             if epoch < self._num_epochs:  # the last epoch's bar stays full

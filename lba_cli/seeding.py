@@ -2,7 +2,7 @@
 
 Per-sample generators are keyed by (seed, stream, epoch, index), so what a sample looks
 like does not depend on the number of loader workers or on which worker draws it (the
-original work could not reproduce its pre-training results, SPEC §8.2).
+original neighbor-location work could not reproduce its own pre-training results).
 """
 
 from __future__ import annotations

@@ -153,7 +153,8 @@ def summarise_sweep(runs: list[tuple[str, int, Run]]) -> pl.DataFrame:
                "seeds": " ".join(map(str, sorted(part["seed"].unique().to_list())))}
         for name in SWEEP_METRICS:
             split, metric = name.split("/")
-            values = [v for v in part.filter((pl.col("split") == split) & (pl.col("metric") == metric))["value"].to_list()
+            chosen = part.filter((pl.col("split") == split) & (pl.col("metric") == metric))
+            values = [v for v in chosen["value"].to_list()
                       if v is not None and v == v]
             mean, std = mean_std(values) if values else (float("nan"), float("nan"))
             row[f"{name} mean"], row[f"{name} std"] = mean, std

@@ -2,9 +2,9 @@
 
 `fit` reads top to bottom: for each epoch, train on the task's batches, validate, record
 the epoch's metrics in the run, write the ``last`` checkpoint, and the ``best`` one when the
-validation loss improved (SPEC §8.1), then stop early if patience runs out. What differs
-between pre-training and fine-tuning lives in a `Task`. The loop never prints: it reports
-through a `Reporter`.
+validation loss improved (the original work kept only final weights and lost good runs),
+then stop early if patience runs out. What differs between pre-training and fine-tuning
+lives in a `Task`. The loop never prints: it reports through a `Reporter`.
 
 Stopping and resuming. SIGINT (Ctrl-C) or SIGTERM asks the loop to stop after the current
 step: it writes ``last`` with the position inside the epoch, marks the run ``interrupted``
@@ -182,7 +182,8 @@ def fit(
     Args:
         model: on ``device`` already (wrapped in DistributedDataParallel when ``ctx.enabled``).
         task: batches, losses and validation.
-        optimizer: built once over every parameter group (SPEC §8.9).
+        optimizer: built once over every parameter group (so resuming a freeze/unfreeze
+            schedule finds the same groups).
         train: epochs, patience.
         run: where metrics, checkpoints and status go (None on ranks other than 0).
         config: the run's resolved configuration, stored in every checkpoint.
@@ -231,7 +232,8 @@ def fit(
                 task.prepare_train(bare, epoch)
                 skip = partial["next_batch"] if partial else 0
                 loss_sum, count = (partial["loss_sum"], partial["count"]) if partial else (0.0, 0)
-                extras: dict[str, tuple[float, int]] = {k: tuple(v) for k, v in (partial or {}).get("extras", {}).items()}
+                extras: dict[str, tuple[float, int]] = {k: tuple(v) for k, v in (partial or {}).get("extras",
+                                                                                                    {}).items()}
                 partial = None
                 for batch_step, batch in enumerate(task.train_batches(epoch, skip), start=skip):
                     loss, num, extra = task.train_step(model, batch)
@@ -278,7 +280,8 @@ def fit(
                     save_checkpoint(run.checkpoint_path("last"), payload(number, None))
                     if improved:
                         copy_checkpoint(run.checkpoint_path("last"), run.checkpoint_path("best"))
-                    best_row = next(h for h in history if h["epoch"] == result.best["epoch"]) if result.best else metrics
+                    best_row = (next(h for h in history if h["epoch"] == result.best["epoch"]) if result.best
+                                else metrics)
                     run.log(f"epoch {number}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if "/" in k))
                     run.update_status(heartbeat_at=utc_now(), epochs_done=number,
                                       best_epoch=(result.best or {}).get("epoch"),

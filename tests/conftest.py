@@ -70,9 +70,9 @@ def tiny_pdbbind(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_h5(tmp_path_factory, tiny_pdbbind) -> Path:
     """8 real complexes voxelized with a random split (at least one in val and test)."""
+    from lba_cli.choices import SplitKind
     from lba_cli.config import GridConfig
     from lba_cli.data.build import build_dataset
-    from lba_cli.choices import SplitKind
 
     path = tmp_path_factory.mktemp("h5") / "tiny.h5"
     build_dataset([tiny_pdbbind], path, GridConfig(), split=SplitKind.random, seed=0)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import PDBBIND, PDBBIND_INDEX, require_shared
 
 from lba_cli.data.affinity import parse_affinity, pk_from_delta_g
 from lba_cli.data.sources.pdbbind import read_pdbbind_index
 from lba_cli.errors import DataError
-
-from conftest import PDBBIND, PDBBIND_INDEX, require_shared
 
 CASES = [
     ("Ki=50uM", "Ki", "=", 4.30103),
@@ -62,7 +61,8 @@ def test_refined_index_pk_column_agrees_with_the_measurement():
     """The standard index states pK; recomputing it from the raw Kd/Ki must agree to rounding."""
     require_shared()
     refined = read_pdbbind_index(PDBBIND_INDEX / "INDEX_refined_data.2019")
-    worst = max(abs(row["affinity_pk"] - parse_affinity(row["raw"]).affinity_pk) for row in refined.iter_rows(named=True))
+    worst = max(abs(row["affinity_pk"] - parse_affinity(row["raw"]).affinity_pk)
+                for row in refined.iter_rows(named=True))
     assert worst <= 0.006
 
 

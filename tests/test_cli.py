@@ -11,7 +11,8 @@ from lba_cli.cli import app
 
 runner = CliRunner()
 
-COMMANDS = [["download"], ["voxelize"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"], ["compare"], ["runs", "list"],
+COMMANDS = [["download"], ["voxelize"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"], ["compare"],
+            ["runs", "list"],
             ["runs", "show"], ["runs", "rm"], ["runs", "tag"], ["runs", "reindex"]]
 
 
@@ -70,10 +71,13 @@ def test_pipeline_end_to_end(tmp_path, tiny_pdbbind, bm5_subset, monkeypatch):
                     "--epoch-size", "8", "--val-size", "4", "--batch-size", "4", "--name", "pre", "--runs-dir", runs)
     assert result.exit_code == 0, result.output
     pre_id = result.stdout.strip().splitlines()[-1]
-    assert (runs / pre_id / "checkpoints" / "best.pt").is_file() and (runs / pre_id / "checkpoints" / "last.pt").is_file()
+    checkpoints = runs / pre_id / "checkpoints"
+    assert (checkpoints / "best.pt").is_file() and (checkpoints / "last.pt").is_file()
 
-    for name, extra in (("rand", ["--init", "random"]), ("tuned", ["--init", "pre"]), ("frozen", ["--init", "pre", "--freeze"])):
-        result = invoke("finetune", data, *extra, "--epochs", "2", "--batch-size", "4", "--name", name, "--runs-dir", runs)
+    for name, extra in (("rand", ["--init", "random"]), ("tuned", ["--init", "pre"]), ("frozen", ["--init", "pre",
+                                                                                                  "--freeze"])):
+        result = invoke("finetune", data, *extra, "--epochs", "2", "--batch-size", "4", "--name", name, "--runs-dir",
+                        runs)
         assert result.exit_code == 0, result.output
 
     result = invoke("evaluate", "rand", "tuned", "--split", "test", "--format", "json", "--runs-dir", runs)

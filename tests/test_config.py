@@ -57,7 +57,7 @@ def test_errors_name_the_option_and_what_was_expected(name, build, message):
 
 def test_every_field_can_be_set_from_the_command_line():
     helps = _help("pretrain") + _help("finetune") + _help("voxelize")
-    for section, cls in SECTIONS.items():
+    for cls in SECTIONS.values():
         for f in dataclasses.fields(cls):
             if f.name == "kind" or f.name in SECTIONS:
                 continue  # the command is the kind; sections are their fields

@@ -10,13 +10,12 @@ import tarfile
 import threading
 
 import pytest
+from conftest import ATOM3D, require_shared
 from typer.testing import CliRunner
 
 from lba_cli.cli import app
 from lba_cli.download import download_atom3d_lba
 from lba_cli.errors import DataError
-
-from conftest import ATOM3D, require_shared
 
 NAME = "LBA-split-by-sequence-identity-30.tar.gz"
 
@@ -44,7 +43,8 @@ class Server:
 
             def do_GET(self):
                 if self.path == "/api/records/1":
-                    body = json.dumps({"files": [{"key": NAME, "size": len(outer.payload), "checksum": f"md5:{outer.md5}",
+                    body = json.dumps({"files": [{"key": NAME, "size": len(outer.payload),
+                                                  "checksum": f"md5:{outer.md5}",
                                                   "links": {"self": f"{outer.base}/files/{NAME}"}}]}).encode()
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body)))
@@ -82,7 +82,8 @@ def test_interrupted_download_resumes_verifies_and_unpacks(tmp_path):
         part = tmp_path / f"{NAME}.part"
         assert 0 < part.stat().st_size < len(payload)
         seen = []
-        root = download_atom3d_lba("30", tmp_path, f"{server.base}/api/records/1", lambda done, total: seen.append(done))
+        root = download_atom3d_lba("30", tmp_path, f"{server.base}/api/records/1", lambda done,
+                                   total: seen.append(done))
     finally:
         server.close()
     assert server.requests == [None, f"bytes={len(payload) // 3}-"]

@@ -10,18 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PDBBIND, make_pdbbind_subset, require_shared
 
+from lba_cli.choices import SourceFormat
 from lba_cli.config import GridConfig
 from lba_cli.data.atoms import read_ligand_atoms, read_structure, read_structure_atoms, structure_atoms
 from lba_cli.data.build import build_dataset, protein_groups
 from lba_cli.data.grids_h5 import read_grid_set
-from lba_cli.choices import SourceFormat
 from lba_cli.data.records import ComplexRecord, Skipped, SourceOptions
 from lba_cli.data.sources import csv_manifest, resolve_sources, sdf_series
 from lba_cli.data.sources.sdf_series import series_label_to_pk
 from lba_cli.errors import DataError
-
-from conftest import PDBBIND, make_pdbbind_subset, require_shared
 
 
 def protein_lines(complex_id: str = "1a30") -> list[str]:
@@ -55,7 +54,8 @@ def test_mmcif_and_gzip_give_the_same_atoms_as_pdb(tmp_path):
     for other in (tmp_path / "p.cif", tmp_path / "p.cif.gz", PDBBIND / "1a30" / "1a30_protein.pdb.gz"):
         b = read_structure_atoms(other)
         assert b.height == a.height
-        assert np.allclose(a.select("x_A", "y_A", "z_A").to_numpy(), b.select("x_A", "y_A", "z_A").to_numpy(), atol=1e-3)
+        assert np.allclose(a.select("x_A", "y_A", "z_A").to_numpy(), b.select("x_A", "y_A", "z_A").to_numpy(),
+                           atol=1e-3)
         assert a["atomic_number"].to_list() == b["atomic_number"].to_list()
 
 
@@ -67,7 +67,8 @@ def as_pdbqt(lines: list[str]) -> list[str]:
     for line in lines:
         if line.startswith(("ATOM", "HETATM")):
             element = line[76:78].strip()
-            atom_type = "A" if line[12:16].strip() in ("CG", "CD1", "CD2", "CE1", "CE2", "CZ") else AUTODOCK.get(element, element)
+            atom_type = "A" if line[12:16].strip() in ("CG", "CD1", "CD2", "CE1", "CE2",
+                                                       "CZ") else AUTODOCK.get(element, element)
             out.append(line[:66].ljust(66) + "    +0.000 " + atom_type.ljust(2))
         else:
             out.append(line)
@@ -150,7 +151,8 @@ def test_shifted_water_residue_numbers_in_demo_pockets_are_read():
     """690 water records in 48 demo pockets put the insertion code in the residue number."""
     require_shared()
     quirky = [p for p in sorted(PDBBIND.glob("*/*_pocket.pdb"))
-              if any(l.startswith("HETATM") and l[17:20] == "HOH" and l[25].isalpha() for l in p.read_text().splitlines())]
+              if any(line.startswith("HETATM") and line[17:20] == "HOH" and line[25].isalpha()
+                     for line in p.read_text().splitlines())]
     assert len(quirky) == 48
     for pocket in quirky[:10]:
         waters = sum(1 for l in pocket.read_text().splitlines()
@@ -252,7 +254,8 @@ def test_sdf_series_one_protein_many_records(tmp_path):
         writer.write(mol)
     writer.close()
     protein = PDBBIND / "1a30" / "1a30_protein.pdb.gz"
-    items = list(sdf_series.iter_records((protein, tmp_path / "series.sdf"), GridConfig(), SourceOptions("dG", "kcal/mol")))
+    items = list(sdf_series.iter_records((protein, tmp_path / "series.sdf"), GridConfig(), SourceOptions("dG",
+                                                                                                         "kcal/mol")))
     records = [i for i in items if isinstance(i, ComplexRecord)]
     assert [r.complex_id for r in records] == ["lig_a_1", "lig_b_2"]
     assert records[0].affinity_pk == pytest.approx(6.0 / (1.987204e-3 * 298.15 * math.log(10)), abs=1e-3)

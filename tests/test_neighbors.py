@@ -99,7 +99,8 @@ def test_pairs_do_not_depend_on_the_number_of_loader_workers():
 
 def test_labels_are_roughly_uniform():
     structure = _slab_structure()
-    dataset = NeighborPairs([structure], GridConfig(box_size_voxels=9), NeighborConfig(epoch_size=600), seed=0, train=True)
+    dataset = NeighborPairs([structure], GridConfig(box_size_voxels=9), NeighborConfig(epoch_size=600), seed=0,
+                            train=True)
     labels = np.array([dataset[i]["label"] for i in range(600)])
     counts = np.bincount(labels, minlength=6)
     assert counts.min() > 70 and counts.max() < 130

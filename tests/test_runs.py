@@ -6,7 +6,7 @@ import json
 import shutil
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -85,7 +85,7 @@ def test_reindex_rebuilds_the_index_from_directories(tmp_path):
 def test_stale_heartbeat_reads_as_crashed(tmp_path):
     store = RunStore(tmp_path)
     run = store.create_run(_config())
-    old = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat(timespec="seconds")
+    old = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
     run.update_status(status="running", started_at=old, heartbeat_at=old)
     assert run.status["status"] == "crashed"
     assert store.index_rows()[0]["status"] == "crashed"
@@ -147,7 +147,8 @@ def test_old_index_is_migrated_to_the_exact_current_schema(tmp_path):
 
     def schema(path):
         con = sqlite3.connect(path / INDEX_NAME)
-        return sorted(row for row in con.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+        return sorted(row for row in con.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE "
+                                                 "'sqlite_%'"))
 
     assert schema(old) == schema(blank)
     con = sqlite3.connect(old / INDEX_NAME)
@@ -200,7 +201,7 @@ def test_list_filters_run_in_sql(tmp_path):
     store.tag(runs[0], add=["paper", "baseline"])
     store.tag(runs[1], add=["paper"])
     runs[1].update_status(status="completed")
-    old = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat(timespec="seconds")
+    old = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
     runs[2].update_status(status="running", heartbeat_at=old)
     names = lambda **filters: [r["name"] for r in store.index_rows(**filters)]  # noqa: E731
     assert names(kind="finetune") == ["rand-s0", "rand-s1"]

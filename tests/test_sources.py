@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
 import h5py
 import numpy as np
 import pytest
+from conftest import ATOM3D, PDBBIND, make_pdbbind_subset, require_shared
 
 from lba_cli.config import GridConfig
 from lba_cli.data.build import build_dataset
@@ -14,8 +14,6 @@ from lba_cli.data.records import Skipped, SourceNote
 from lba_cli.data.sources import atom3d, pdbbind
 from lba_cli.data.sources.atom3d import find_atom3d_lmdbs
 from lba_cli.errors import DataError
-
-from conftest import ATOM3D, PDBBIND, make_pdbbind_subset, require_shared
 
 
 def test_atom3d_split_root_and_single_lmdb_are_found():

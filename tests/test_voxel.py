@@ -146,7 +146,7 @@ def test_grid_sum_is_the_number_of_atoms_inside(tiny_h5):
         xyz, _, flags = data.atoms(row)
         local = np.abs(xyz - data.center_A[row])
         inside = (local.max(axis=1) <= half - grid.radius_A).sum()
-        touching = ((local.max(axis=1) < half + grid.radius_A)).sum()
+        touching = (local.max(axis=1) < half + grid.radius_A).sum()
         element_sum = stored[row, :-1].sum()
         assert inside - 1e-3 <= element_sum <= touching + 1e-3
         # the protein channel holds exactly the protein atoms' share

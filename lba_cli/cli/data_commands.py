@@ -18,22 +18,35 @@ Grid = ConfigOptions()  # voxelize builds a GridConfig only
 
 @friendly_errors
 def voxelize(
-    sources: Annotated[list[Path], typer.Argument(help="ATOM3D LBA folders, PDBbind folders, CSV manifests, or PROTEIN LIGANDS.sdf (a series).", show_default=False)],
+    sources: Annotated[list[Path],
+                       typer.Argument(help="ATOM3D LBA folders, PDBbind folders, CSV manifests, or PROTEIN "
+                                           "LIGANDS.sdf (a series).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="HDF5 file to write.", dir_okay=False,
                                          rich_help_panel="Data")],
-    fmt: Annotated[SourceFormat, typer.Option("--format", help="Layout of the sources.", rich_help_panel="Data")] = SourceFormat.auto,
-    box_size: Grid["--box-size"] = None,
-    resolution: Grid["--resolution"] = None,
-    radius: Grid["--radius"] = None,
-    channels: Grid["--channels"] = None,
-    protein_channel: Grid["--protein-channel"] = None,
-    keep_hydrogens: Grid["--keep-hydrogens"] = None,
-    keep_water: Grid["--keep-water"] = None,
-    split: Annotated[Optional[SplitKind], typer.Option("--split", help="predefined (the source's), protein (whole proteins per split) or random (default: predefined if the source has splits, else protein).", rich_help_panel="Data", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the protein or random split (default: 0).", rich_help_panel="Data", show_default=False)] = None,
-    label_field: Annotated[Optional[str], typer.Option("--label-field", help="SDF property holding the affinity (sdf-series).", rich_help_panel="Data", show_default=False)] = None,
-    label_unit: Annotated[LabelUnit, typer.Option("--label-unit", help="Unit of --label-field (kcal/mol and kJ/mol: ΔG at 298.15 K).", rich_help_panel="Data")] = LabelUnit.pk,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV.", dir_okay=False, rich_help_panel="Data")] = None,
+    fmt: Annotated[SourceFormat, typer.Option("--format", help="Layout of the sources.",
+                                              rich_help_panel="Data")] = SourceFormat.auto,
+    box_size: Grid("--box-size") = None,
+    resolution: Grid("--resolution") = None,
+    radius: Grid("--radius") = None,
+    channels: Grid("--channels") = None,
+    protein_channel: Grid("--protein-channel") = None,
+    keep_hydrogens: Grid("--keep-hydrogens") = None,
+    keep_water: Grid("--keep-water") = None,
+    split: Annotated[Optional[SplitKind], typer.Option("--split",
+                                                       help="predefined (the source's), protein (whole proteins per "
+                                                            "split) or random (default: predefined if the source has "
+                                                            "splits, else protein).", rich_help_panel="Data",
+                                                                show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the protein or random split (default: 0).",
+                                                rich_help_panel="Data", show_default=False)] = None,
+    label_field: Annotated[Optional[str], typer.Option("--label-field",
+                                                       help="SDF property holding the affinity (sdf-series).",
+                                                           rich_help_panel="Data", show_default=False)] = None,
+    label_unit: Annotated[LabelUnit, typer.Option("--label-unit",
+                                                  help="Unit of --label-field (kcal/mol and kJ/mol: ΔG at 298.15 K).",
+                                                      rich_help_panel="Data")] = LabelUnit.pk,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV.",
+                                                   dir_okay=False, rich_help_panel="Data")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Read complexes, voxelize them and write one HDF5 file.
@@ -84,8 +97,10 @@ class Dataset(str, Enum):
 def download(
     dataset: Annotated[Dataset, typer.Argument(help="What to fetch.")],
     split: Annotated[str, typer.Option("--split", help="Sequence-identity split: 30 or 60.")] = "30",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the archive and its contents.", file_okay=False)] = Path("data"),
-    record_url: Annotated[str, typer.Option("--record-url", help="Zenodo record API URL (or a mirror answering the same JSON).")] = "",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the archive and its contents.",
+                                         file_okay=False)] = Path("data"),
+    record_url: Annotated[str, typer.Option("--record-url", help="Zenodo record API URL (or a mirror answering the "
+                                                                 "same JSON).")] = "",
     quiet: Quiet = False,
 ) -> None:
     """Download, verify (MD5) and unpack the ATOM3D LBA archive; an interrupted download resumes.

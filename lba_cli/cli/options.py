@@ -6,7 +6,7 @@ that command's defaults, e.g. batch size 64 for pretrain, 16 for finetune), and
 `config_overrides` collects the values a command received into the layout
 `lba_cli.config.build_run_config` takes. So a command declares a config option in one line:
 
-    batch_size: Pretrain["--batch-size"] = None
+    batch_size: Pretrain("--batch-size") = None
 
 Options that are not config fields (--runs-dir, --quiet, --format, ...) are the `Annotated`
 aliases of `lba_cli.cli.common`.
@@ -88,7 +88,7 @@ def _default_text(cli: CliOption, values: list[Any]) -> str | None:
 
 
 class ConfigOptions:
-    """Typer parameters for the config fields of one command, by flag: ``Pretrain["--lr"]``.
+    """Typer parameters for the config fields of one command, by flag: ``Pretrain("--lr")``.
 
     Args:
         kind: the run kind whose defaults ``--help`` shows (`lba_cli.config.TRAIN_DEFAULTS`);
@@ -104,11 +104,8 @@ class ConfigOptions:
         self.targets = targets if targets is not None else ((kind.value,) if kind else ())
         self.prefix = prefix
 
-    def __getitem__(self, flag: str) -> Any:
-        return self.param(flag)
-
     @functools.cache  # noqa: B019 - a few instances, alive for the whole process
-    def param(self, flag: str, *, as_option: str | None = None, required: bool = False) -> Any:
+    def __call__(self, flag: str, *, as_option: str | None = None, required: bool = False) -> Any:
         """The ``Annotated`` type of the parameter for the config field(s) that ``flag`` names.
 
         Args:

@@ -9,13 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from lba_cli.choices import HEADLINE_METRICS, RunKind, SplitName
-from lba_cli.cli.options import Finetune
 from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+from lba_cli.cli.options import Finetune
 
 _DEFAULT_PANELS = "Pre-training and fine-tuning runs get panels of their own (default: " + "; ".join(
     f"{kind.value}: {', '.join(names)}" for kind, names in HEADLINE_METRICS.items()) + ")."
 
-Runs = Annotated[list[str], typer.Argument(help="Run ids, unique prefixes, names or run directories (runs/* works).", show_default=False)]
+Runs = Annotated[list[str], typer.Argument(help="Run ids, unique prefixes, names or run directories (runs/* works).",
+                                           show_default=False)]
 
 
 class PlotKind(str, Enum):
@@ -38,9 +39,10 @@ def _report_skipped(skipped: list[tuple[str, str]]) -> None:
 def evaluate(
     runs: Runs,
     split: Annotated[SplitName, typer.Option("--split", help="Split to evaluate.")] = SplitName.test,
-    data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file (default: the run's own).", exists=True, dir_okay=False)] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file (default: the run's own).",
+                                                 exists=True, dir_okay=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
-    device: Finetune["--device"] = None,
+    device: Finetune("--device") = None,
     runs_dir: RunsDir = None,
 ) -> None:
     """Whole-split MAE, RMSE, Pearson r and Spearman ρ of fine-tuned runs; saves predictions.
@@ -59,7 +61,8 @@ def evaluate(
     results, data_files = [], []
     for run, label in zip(found, labels):
         if run.status["status"] != "completed":
-            stderr.print(f"[yellow]warning:[/] run {run.id} is {run.status['status']}: evaluating its best epoch so far",
+            stderr.print(f"[yellow]warning:[/] run {run.id} is {run.status['status']}: evaluating its best epoch so "
+                         "far",
                          highlight=False)
         result = evaluate_run(store, str(run.path), split.value, data, device or "auto")
         stderr.print(f"predictions: {result.path}", highlight=False)
@@ -80,9 +83,13 @@ def evaluate(
 def plot(
     runs: Runs,
     output: Annotated[Path, typer.Option("--output", "-o", help="Figure file: .png, .svg or .pdf.", dir_okay=False)],
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", help="Metric or glob, repeatable (e.g. 'val/*'). " + _DEFAULT_PANELS, show_default=False)] = None,
-    color_by: Annotated[Optional[str], typer.Option("--color-by", help="Setting that picks the colour, e.g. train.lr (default: the run label).", show_default=False)] = None,
-    kind: Annotated[PlotKind, typer.Option("--kind", help="curves (metrics per epoch) or scatter (predicted vs measured pK).")] = PlotKind.curves,
+    metric: Annotated[Optional[list[str]], typer.Option(
+        "--metric", help="Metric or glob, repeatable (e.g. 'val/*'). " + _DEFAULT_PANELS, show_default=False)] = None,
+    color_by: Annotated[Optional[str], typer.Option("--color-by",
+                                                    help="Setting that picks the colour, e.g. train.lr (default: the "
+                                                         "run label).", show_default=False)] = None,
+    kind: Annotated[PlotKind, typer.Option(
+        "--kind", help="curves (metrics per epoch) or scatter (predicted vs measured pK).")] = PlotKind.curves,
     x: Annotated[XAxis, typer.Option("--x", help="x axis of curves.")] = XAxis.epoch,
     split: Annotated[SplitName, typer.Option("--split", help="Split of the scatter plot.")] = SplitName.test,
     width: Annotated[float, typer.Option("--width-in", help="Figure width, inches.")] = 9.0,
@@ -96,10 +103,9 @@ def plot(
     import polars as pl
 
     from lba_cli.compare import collect_runs, labels_for
+    from lba_cli.errors import ConfigError, RunNotFoundError
     from lba_cli.metrics import regression_metrics
     from lba_cli.plots import curves_frame, plot_curves, plot_scatter, save_plot, select_panels
-
-    from lba_cli.errors import ConfigError, RunNotFoundError
 
     if not (0 < width <= 50 and 0 < height <= 50):
         raise ConfigError(f"figure size {width} x {height} in\nexpected: --width-in and --height-in in (0, 50]")
@@ -136,10 +142,12 @@ def plot(
 @friendly_errors
 def compare(
     runs: Runs,
-    sort: Annotated[Optional[str], typer.Option("--sort", help="Column to sort by, e.g. val/rmse.", show_default=False)] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Column to sort by, e.g. val/rmse.",
+                                                show_default=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     show_all: Annotated[bool, typer.Option("--all", help="Show every setting, not only those that differ.")] = False,
-    group: Annotated[bool, typer.Option("--group", help="One row per replicate group (runs differing only in seed): mean ± std.")] = False,
+    group: Annotated[bool, typer.Option(
+        "--group", help="One row per replicate group (runs differing only in seed): mean ± std.")] = False,
     runs_dir: RunsDir = None,
 ) -> None:
     """One row per run: the settings that differ, best epoch and metrics.

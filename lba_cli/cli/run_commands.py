@@ -10,7 +10,16 @@ from typing import Annotated, Optional
 import typer
 
 from lba_cli.choices import RunKind, RunStatus
-from lba_cli.cli.common import OutputFormat, RunsDir, dump_json, friendly_errors, render_frame, stderr, stdout, store_from
+from lba_cli.cli.common import (
+    OutputFormat,
+    RunsDir,
+    dump_json,
+    friendly_errors,
+    render_frame,
+    stderr,
+    stdout,
+    store_from,
+)
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect, tag, remove and re-index runs.")
 
@@ -25,7 +34,8 @@ class ShowFormat(str, Enum):
 def list_runs(
     kind: Annotated[Optional[RunKind], typer.Option("--kind", help="Only runs of this kind.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Only runs whose name contains this.")] = None,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Only runs with this tag (repeat: all of them).")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag",
+                                                     help="Only runs with this tag (repeat: all of them).")] = None,
     status: Annotated[Optional[RunStatus], typer.Option("--status", help="Only runs with this status.")] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     runs_dir: RunsDir = None,

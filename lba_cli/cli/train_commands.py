@@ -1,6 +1,6 @@
 """`lba pretrain`, `lba finetune` and `lba sweep`.
 
-Config options come from the config fields (`lba_cli.cli.options`): ``Pretrain["--lr"]``
+Config options come from the config fields (`lba_cli.cli.options`): ``Pretrain("--lr")``
 is the ``--lr`` option with pre-training's default in its help, and
 `config_overrides` gathers what was given. The two training commands share one body, `_train`.
 """
@@ -14,10 +14,21 @@ from lba_cli.choices import RunKind
 from lba_cli.cli.common import Quiet, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
 from lba_cli.cli.options import ConfigOptions, Finetune, Pretrain, config_overrides
 
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML file of settings (command-line options override it; see --print-config).", exists=True, dir_okay=False, rich_help_panel="System", show_default=False)]
-PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as TOML and exit.", rich_help_panel="System")]
-Resume = Annotated[Optional[str], typer.Option("--resume", help="Continue a stopped run (id, prefix, name or directory) from its last checkpoint; with --epochs N, train it to N epochs in all. Other options are ignored.", rich_help_panel="System", show_default=False)]
-Seeds = Annotated[Optional[str], typer.Option("--seeds", help='Run replicates as sibling runs of one group, one per seed: --seeds "0 1 2" or --seeds 0,1,2.', rich_help_panel="System", show_default=False)]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config",
+                                                    help="TOML file of settings (command-line options override it; "
+                                                         "see --print-config).", exists=True, dir_okay=False,
+                                                             rich_help_panel="System", show_default=False)]
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved settings as TOML and exit.",
+                                           rich_help_panel="System")]
+Resume = Annotated[Optional[str], typer.Option("--resume",
+                                               help="Continue a stopped run (id, prefix, name or directory) from its "
+                                                    "last checkpoint; with --epochs N, train it to N epochs in all. "
+                                                    "Other options are ignored.", rich_help_panel="System",
+                                                        show_default=False)]
+Seeds = Annotated[Optional[str], typer.Option("--seeds",
+                                              help='Run replicates as sibling runs of one group, one per seed: '
+                                                   '--seeds "0 1 2" or --seeds 0,1,2.', rich_help_panel="System",
+                                                       show_default=False)]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -84,37 +95,37 @@ def _train(kind: RunKind, command: Any, values: dict[str, Any]) -> None:
 
 @friendly_errors
 def pretrain(
-    structures: Pretrain["--structures"] = None,
-    exclude_ids: Pretrain["--exclude-ids"] = None,
-    pad: Pretrain["--pad"] = None,
-    angle: Pretrain["--angle"] = None,
-    epoch_size: Pretrain["--epoch-size"] = None,
-    val_size: Pretrain["--val-size"] = None,
-    val_fraction: Pretrain["--val-fraction"] = None,
-    min_density: Pretrain["--min-density"] = None,
-    curriculum: Pretrain["--curriculum"] = None,
-    box_size: Pretrain["--box-size"] = None,
-    resolution: Pretrain["--resolution"] = None,
-    radius: Pretrain["--radius"] = None,
-    channels: Pretrain["--channels"] = None,
-    protein_channel: Pretrain["--protein-channel"] = None,
-    keep_hydrogens: Pretrain["--keep-hydrogens"] = None,
-    keep_water: Pretrain["--keep-water"] = None,
-    arch: Pretrain["--arch"] = None,
-    width: Pretrain["--width"] = None,
-    bottleneck_divisor: Pretrain["--bottleneck-divisor"] = None,
-    blocks: Pretrain["--blocks"] = None,
-    dropout: Pretrain["--dropout"] = None,
-    epochs: Pretrain["--epochs"] = None,
-    batch_size: Pretrain["--batch-size"] = None,
-    lr: Pretrain["--lr"] = None,
-    weight_decay: Pretrain["--weight-decay"] = None,
-    patience: Pretrain["--patience"] = None,
-    seed: Pretrain["--seed"] = None,
-    device: Pretrain["--device"] = None,
-    deterministic: Pretrain["--deterministic"] = None,
-    workers: Pretrain["--workers"] = None,
-    name: Pretrain["--name"] = None,
+    structures: Pretrain("--structures") = None,
+    exclude_ids: Pretrain("--exclude-ids") = None,
+    pad: Pretrain("--pad") = None,
+    angle: Pretrain("--angle") = None,
+    epoch_size: Pretrain("--epoch-size") = None,
+    val_size: Pretrain("--val-size") = None,
+    val_fraction: Pretrain("--val-fraction") = None,
+    min_density: Pretrain("--min-density") = None,
+    curriculum: Pretrain("--curriculum") = None,
+    box_size: Pretrain("--box-size") = None,
+    resolution: Pretrain("--resolution") = None,
+    radius: Pretrain("--radius") = None,
+    channels: Pretrain("--channels") = None,
+    protein_channel: Pretrain("--protein-channel") = None,
+    keep_hydrogens: Pretrain("--keep-hydrogens") = None,
+    keep_water: Pretrain("--keep-water") = None,
+    arch: Pretrain("--arch") = None,
+    width: Pretrain("--width") = None,
+    bottleneck_divisor: Pretrain("--bottleneck-divisor") = None,
+    blocks: Pretrain("--blocks") = None,
+    dropout: Pretrain("--dropout") = None,
+    epochs: Pretrain("--epochs") = None,
+    batch_size: Pretrain("--batch-size") = None,
+    lr: Pretrain("--lr") = None,
+    weight_decay: Pretrain("--weight-decay") = None,
+    patience: Pretrain("--patience") = None,
+    seed: Pretrain("--seed") = None,
+    device: Pretrain("--device") = None,
+    deterministic: Pretrain("--deterministic") = None,
+    workers: Pretrain("--workers") = None,
+    name: Pretrain("--name") = None,
     runs_dir: RunsDir = None,
     resume: Resume = None,
     config_file: ConfigFile = None,
@@ -130,29 +141,29 @@ def pretrain(
 
 @friendly_errors
 def finetune(
-    data: Finetune["DATA"] = None,
-    init: Finetune["--init"] = None,
-    freeze: Finetune["--freeze"] = None,
-    unfreeze_after: Finetune["--unfreeze-after"] = None,
-    rotate: Finetune["--rotate"] = None,
-    arch: Finetune["--arch"] = None,
-    width: Finetune["--width"] = None,
-    bottleneck_divisor: Finetune["--bottleneck-divisor"] = None,
-    blocks: Finetune["--blocks"] = None,
-    head_hidden: Finetune["--head-hidden"] = None,
-    dropout: Finetune["--dropout"] = None,
-    epochs: Finetune["--epochs"] = None,
-    batch_size: Finetune["--batch-size"] = None,
-    lr: Finetune["--lr"] = None,
-    encoder_lr_scale: Finetune["--encoder-lr-scale"] = None,
-    weight_decay: Finetune["--weight-decay"] = None,
-    patience: Finetune["--patience"] = None,
-    seed: Finetune["--seed"] = None,
+    data: Finetune("DATA") = None,
+    init: Finetune("--init") = None,
+    freeze: Finetune("--freeze") = None,
+    unfreeze_after: Finetune("--unfreeze-after") = None,
+    rotate: Finetune("--rotate") = None,
+    arch: Finetune("--arch") = None,
+    width: Finetune("--width") = None,
+    bottleneck_divisor: Finetune("--bottleneck-divisor") = None,
+    blocks: Finetune("--blocks") = None,
+    head_hidden: Finetune("--head-hidden") = None,
+    dropout: Finetune("--dropout") = None,
+    epochs: Finetune("--epochs") = None,
+    batch_size: Finetune("--batch-size") = None,
+    lr: Finetune("--lr") = None,
+    encoder_lr_scale: Finetune("--encoder-lr-scale") = None,
+    weight_decay: Finetune("--weight-decay") = None,
+    patience: Finetune("--patience") = None,
+    seed: Finetune("--seed") = None,
     seeds: Seeds = None,
-    device: Finetune["--device"] = None,
-    deterministic: Finetune["--deterministic"] = None,
-    workers: Finetune["--workers"] = None,
-    name: Finetune["--name"] = None,
+    device: Finetune("--device") = None,
+    deterministic: Finetune("--deterministic") = None,
+    workers: Finetune("--workers") = None,
+    name: Finetune("--name") = None,
     runs_dir: RunsDir = None,
     resume: Resume = None,
     config_file: ConfigFile = None,
@@ -173,28 +184,35 @@ SweepBoth = ConfigOptions(targets=("pretrain", "finetune"))
 
 @friendly_errors
 def sweep(
-    difficulty: Annotated[list[str], typer.Option("--difficulty", help="A pre-training difficulty MIN-MAX-ANGLE, as runs are labelled (1-2-20 is --pad 1 2 --angle 20); repeat for more.", rich_help_panel="Task", show_default=False)],
-    structures: Pretrain.param("--structures", required=True),
-    data: Finetune.param("DATA", as_option="--data", required=True),
-    seeds: Annotated[str, typer.Option("--seeds", help='Fine-tuning seeds, e.g. "0 1 2" (pre-training uses the first).', rich_help_panel="System")] = "0 1 2",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for sweep.csv, sweep.md, sweep.png, sweep.json.", file_okay=False)] = Path("sweep"),
-    epoch_size: Pretrain["--epoch-size"] = None,
-    val_size: Pretrain["--val-size"] = None,
-    pretrain_epochs: SweepPretrain["--epochs"] = None,
-    pretrain_batch_size: SweepPretrain["--batch-size"] = None,
-    finetune_epochs: SweepFinetune["--epochs"] = None,
-    finetune_batch_size: SweepFinetune["--batch-size"] = None,
-    arch: SweepBoth["--arch"] = None,
-    lr: SweepBoth["--lr"] = None,
-    patience: SweepBoth["--patience"] = None,
-    device: SweepBoth["--device"] = None,
-    workers: SweepBoth["--workers"] = None,
+    difficulty: Annotated[list[str], typer.Option("--difficulty",
+                                                  help="A pre-training difficulty MIN-MAX-ANGLE, as runs are labelled "
+                                                       "(1-2-20 is --pad 1 2 --angle 20); repeat for more.",
+                                                           rich_help_panel="Task", show_default=False)],
+    structures: Pretrain("--structures", required=True),
+    data: Finetune("DATA", as_option="--data", required=True),
+    seeds: Annotated[str, typer.Option("--seeds",
+                                       help='Fine-tuning seeds, e.g. "0 1 2" (pre-training uses the first).',
+                                           rich_help_panel="System")] = "0 1 2",
+    output: Annotated[Path, typer.Option("--output", "-o",
+                                         help="Folder for sweep.csv, sweep.md, sweep.png, sweep.json.",
+                                             file_okay=False)] = Path("sweep"),
+    epoch_size: Pretrain("--epoch-size") = None,
+    val_size: Pretrain("--val-size") = None,
+    pretrain_epochs: SweepPretrain("--epochs") = None,
+    pretrain_batch_size: SweepPretrain("--batch-size") = None,
+    finetune_epochs: SweepFinetune("--epochs") = None,
+    finetune_batch_size: SweepFinetune("--batch-size") = None,
+    arch: SweepBoth("--arch") = None,
+    lr: SweepBoth("--lr") = None,
+    patience: SweepBoth("--patience") = None,
+    device: SweepBoth("--device") = None,
+    workers: SweepBoth("--workers") = None,
     runs_dir: RunsDir = None,
     quiet: Quiet = False,
 ) -> None:
     """Pre-train at each difficulty, fine-tune each (full and frozen) and random controls per seed.
 
-    Example: [bold]lba sweep --structures ../shared/data/proteins_bm5 --data lba.h5 --difficulty 1-2-20 --difficulty 1-6-20 --seeds "0 1 2" -o sweep[/]
+    Example: [bold]lba sweep --structures proteins/ --data lba.h5 --difficulty 1-2-20 --difficulty 1-6-20 -o sweep[/]
     """
     from lba_cli.cli.common import OutputFormat
     from lba_cli.config import NeighborConfig, build_run_config

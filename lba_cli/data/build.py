@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lba_cli.atomic import atomic_path
+from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
 from lba_cli.config import GridConfig
 from lba_cli.data.dataset import collate_atoms
 from lba_cli.data.grids_h5 import write_grids
-from lba_cli.atomic import atomic_path
-from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
 from lba_cli.data.records import ComplexRecord, Skipped, SourceNote, SourceOptions
 from lba_cli.data.sources import iter_complexes, resolve_sources
 from lba_cli.data.splits import assign_splits, shared_between_splits
@@ -60,7 +60,8 @@ class BuildReport:
         return sum(self.counts.values())
 
 
-def crop_complex(record: ComplexRecord, grid: GridConfig) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def crop_complex(record: ComplexRecord, grid: GridConfig) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray]]:
     """Centre a complex on its ligand and keep the atoms that can reach the box.
 
     Returns:
@@ -170,7 +171,8 @@ def build_dataset(
             if isinstance(item, Skipped):
                 skipped.append(item)
             elif item.complex_id in seen:
-                skipped.append(Skipped(item.complex_id, item.source, "dedupe", f"duplicate id, first read from {seen[item.complex_id]}"))
+                skipped.append(Skipped(item.complex_id, item.source, "dedupe",
+                                       f"duplicate id, first read from {seen[item.complex_id]}"))
             else:
                 seen[item.complex_id] = item.source
                 records.append(item)
@@ -218,8 +220,9 @@ def build_dataset(
     grids = _voxelize_fixed(centers, atoms, grid)
     empty = [name for name, total in zip(grid.channel_names, grids.sum(axis=(0, 2, 3, 4))) if total == 0]
     if empty:
-        messages.append(f"channel(s) {', '.join(empty)} are empty in every complex" +
-                        (" (hydrogens are removed unless --keep-hydrogens)" if any("H" in n.split(",") for n in empty) else ""))
+        hydrogen = any("H" in n.split(",") for n in empty)
+        messages.append(f"channel(s) {', '.join(empty)} are empty in every complex"
+                        + (" (hydrogens are removed unless --keep-hydrogens)" if hydrogen else ""))
 
     from lba_cli import __version__
 
@@ -227,7 +230,8 @@ def build_dataset(
         output, grid, ids=ids, affinity_pk=np.array([r.affinity_pk for r in records]), split=splits,
         protein_group=groups, source=[r.source for r in records], center_A=np.array(centers), atoms=atoms,
         grids=grids, sources=[str(s) for s in sources], lba_version=__version__,
-        extra_text={"affinity_measure": [r.measure for r in records], "affinity_operator": [r.operator for r in records],
+        extra_text={"affinity_measure": [r.measure for r in records],
+                    "affinity_operator": [r.operator for r in records],
                     "ligand_smiles": [r.ligand_smiles for r in records]},
     )
     counts = Counter(splits)

@@ -2,7 +2,8 @@
 
 Items are atoms, not grids: the training loop voxelizes whole batches on the training
 device (`lba_cli.voxel.voxelize_batch`), so a fresh rotation per example costs little.
-Files are opened lazily, inside whichever process first reads an item (SPEC §8.10).
+Files are opened lazily, inside whichever process first reads an item (a loader's workers
+then hold no copy of the parent's file, which made memory creep in the original work).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +152,7 @@ def write_grids(
         f.attrs[ATTR_FORMAT] = FORMAT_NAME
         f.attrs[ATTR_VERSION] = FORMAT_VERSION
         f.attrs["lba_version"] = lba_version
-        f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         for name in _GRID_ATTRS:
             f.attrs[name] = getattr(grid, name)
         f.attrs["channels"] = format_channels(grid.channels)
@@ -170,7 +170,8 @@ def write_grids(
         c.create_dataset("atom_offset", data=offsets)
         a = f.create_group(GROUP_ATOMS)
         a.create_dataset("xyz_A", data=np.concatenate([x[0] for x in atoms]).astype(np.float32), compression="gzip")
-        a.create_dataset("atomic_number", data=np.concatenate([x[1] for x in atoms]).astype(np.uint8), compression="gzip")
+        a.create_dataset("atomic_number", data=np.concatenate([x[1] for x in atoms]).astype(np.uint8),
+                         compression="gzip")
         a.create_dataset("is_protein", data=np.concatenate([x[2] for x in atoms]).astype(bool), compression="gzip")
         f.create_dataset(DATASET_GRIDS, data=np.asarray(grids, dtype=np.float32),
                          chunks=(1, *grids.shape[1:]), compression="gzip", compression_opts=4, shuffle=True)

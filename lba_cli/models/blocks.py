@@ -2,7 +2,7 @@
 
 Shapes: every block maps float tensors (B, C_in, X, Y, Z) -> (B, C_out, X', Y', Z').
 Convolutions are bias-free and followed by BatchNorm (a CNN without BatchNorm did not
-learn in the original work, SPEC §8.5). Residual blocks follow He et al., "Deep Residual
+learn in the original neighbor-location work). Residual blocks follow He et al., "Deep Residual
 Learning for Image Recognition" (CVPR 2016), with the stride on the 3x3x3 convolution
 (ResNet v1.5) and a 1x1x1 convolution + BatchNorm projection on the skip path whenever the
 width or the stride changes.

@@ -2,7 +2,7 @@
 
 Both follow timm's split: ``forward_features`` (encoder) then ``forward_head``. No
 activation follows the last layer (a ReLU there gave constant predictions in the original
-work, SPEC §8.5).
+neighbor-location work).
 """
 
 from __future__ import annotations

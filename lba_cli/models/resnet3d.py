@@ -1,4 +1,4 @@
-"""Encoders: the ATOM3D-style 3D CNN and 3D ResNets (SPEC §5), registered by name.
+"""Encoders: the ATOM3D-style 3D CNN and 3D ResNets, built by name through `lba_cli.models.registry`.
 
 Each encoder maps float32 grids (B, C, X, Y, Z) to features (B, F), F = ``num_features``.
 Reference parameter counts (7 input channels, head Linear(F, 128) -> ReLU -> Dropout ->
@@ -41,7 +41,8 @@ class ResNet3d(nn.Module):
                 if bottleneck_divisor is None:
                     stages.append(BasicBlock3d(source, c_out, stride=stride))
                 else:
-                    stages.append(Bottleneck3d(source, c_out, stride=stride, width=max(1, source // bottleneck_divisor)))
+                    stages.append(Bottleneck3d(source, c_out, stride=stride, width=max(1,
+                                                                                       source // bottleneck_divisor)))
         self.stages = nn.Sequential(*stages)
         self.num_features = widths[-1]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:  # another process?
                 migration(db)
                 db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                           (name, datetime.now(timezone.utc).isoformat(timespec="seconds")))
+                           (name, datetime.now(UTC).isoformat(timespec="seconds")))
             db.execute("COMMIT")
         except sqlite3.Error:
             db.execute("ROLLBACK")

@@ -13,12 +13,12 @@ Layout of a runs directory (``./runs``, ``--runs-dir`` or ``LBA_RUNS_DIR``):
 Invariants. The directories are the truth: the index holds nothing that cannot be rebuilt
 from them, and reads go through the index, which the store brings in line with the
 directories when a reference is not found in it (or on ``lba runs reindex``). Every file is
-written with `lba_cli.atomic`, so a reader never sees a half-written file. Run ids (``YYYYMMDD-HHMMSS-xxxx``, UTC) sort by creation time to the
-millisecond and end in random bits; creating the directory is the lock, so two processes
-never take the same id. Only the process that created a run writes
-into its directory; any process may write the index (SQLite serialises them). A run whose
-status is ``running`` but whose heartbeat is older than `STALE_AFTER_S` is reported as
-``crashed``.
+written with `lba_cli.atomic`, so a reader never sees a half-written file. Run ids
+(``YYYYMMDD-HHMMSS-xxxx``, UTC) sort by creation time to the millisecond and end in random
+bits; creating the directory is the lock, so two processes never take the same id. Only the
+process that created a run writes into its directory; any process may write the index
+(SQLite serialises them). A run whose status is ``running`` but whose heartbeat is older than
+`STALE_AFTER_S` is reported as ``crashed``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ METRICS_NAME = "metrics.parquet"
 
 def utc_now() -> str:
     """Current UTC time, ISO 8601 with seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def default_runs_dir() -> Path:
@@ -83,7 +83,7 @@ def new_group_id() -> str:
 def _new_run_id() -> str:
     """``YYYYMMDD-HHMMSS-xxxx``: the 4 hex digits are milliseconds * 64 + 6 random bits, so
     ids sort by creation time to the millisecond and rarely collide (a collision retries)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     suffix = (now.microsecond // 1000) * 64 + secrets.randbelow(64)
     return now.strftime("%Y%m%d-%H%M%S-") + f"{suffix:04x}"
 
@@ -100,7 +100,7 @@ class Run:
 
     id: str
     path: Path
-    store: "RunStore"
+    store: RunStore
 
     @property
     def config(self) -> dict[str, Any]:
@@ -163,7 +163,8 @@ class Run:
         """
         path = self.path / f"predictions_{split}.parquet"
         if not path.exists():
-            raise StoreError(f"run {self.id} has no {split} predictions\nexpected: run `lba evaluate {self.id} --split {split}` first")
+            raise StoreError(f"run {self.id} has no {split} predictions\nexpected: run `lba evaluate {self.id} "
+                             f"--split {split}` first")
         return pl.read_parquet(path)
 
     def log(self, message: str) -> None:
@@ -182,7 +183,7 @@ def _effective_status(status: dict[str, Any]) -> str:
     beat = status.get("heartbeat_at") or status.get("started_at")
     if beat is None:
         return RunStatus.running.value
-    age = (datetime.now(timezone.utc) - datetime.fromisoformat(beat)).total_seconds()
+    age = (datetime.now(UTC) - datetime.fromisoformat(beat)).total_seconds()
     return RunStatus.crashed.value if age > STALE_AFTER_S else RunStatus.running.value
 
 
@@ -339,7 +340,7 @@ class RunStore:
             with index.connect(self.root) as db:
                 db.execute("DELETE FROM runs")
         except StoreError:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
             for suffix in ("", "-wal", "-shm"):
                 broken = self.root / f"{index.INDEX_NAME}{suffix}"
                 if broken.exists():

@@ -63,7 +63,8 @@ def find_atom3d_lmdbs(path: Path, *, strict: bool = True) -> dict[str | None, Pa
     below = sorted(p.parent for p in path.glob("*/*/*/data.mdb")) + sorted(p.parent for p in path.glob("*/*/data.mdb"))
     hint = ""
     if below:
-        roots = sorted({str(p.parent.parent) if p.name in SPLITS and p.parent.name == "data" else str(p) for p in below})
+        roots = sorted({str(p.parent.parent) if p.name in SPLITS and p.parent.name == "data" else str(p)
+                        for p in below})
         hint = "\nfound LMDB data below it; give one of:\n  " + "\n  ".join(roots[:10])
     raise DataError(f"no ATOM3D LMDB data in {path}\nexpected: a folder with data/train, data/val, data/test "
                     f"(each holding data.mdb) or one LMDB folder{hint}")
