@@ -100,3 +100,52 @@ def test_cli_import_and_every_help_do_not_import_torch():
     modules = _modules_after(code)
     assert "lba_cli.cli" in modules
     assert not {"torch", "numpy", "polars", "plotnine"} & modules
+
+
+_BLOCK_FILE_READERS = '''
+import importlib.abc, sys
+
+class _Blocked(importlib.abc.MetaPathFinder):
+    """rdkit, gemmi and lmdb read files; training on an lba voxelize file must not need them."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {"rdkit", "gemmi", "lmdb"}:
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+
+sys.meta_path.insert(0, _Blocked())
+'''
+
+
+def test_training_needs_no_rdkit_gemmi_or_lmdb(tmp_path, tiny_h5):
+    """What a machine without the file readers (the GPU check's) runs: import, train, evaluate."""
+    code = _BLOCK_FILE_READERS + f'''
+import lba_cli.cli.train_commands, lba_cli.evaluate, lba_cli.finetune, lba_cli.pretrain, lba_cli.progress
+import torch
+from lba_cli.config import ModelConfig, build_run_config
+from lba_cli.evaluate import evaluate_run
+from lba_cli.finetune import finetune
+from lba_cli.models import create_model
+from lba_cli.runs import RunStore
+
+try:
+    import gemmi
+except ImportError:
+    pass
+else:
+    raise SystemExit("the blocker let gemmi through")
+store = RunStore({str(tmp_path / "runs")!r})
+config = build_run_config("finetune", None, {{"finetune": {{"data_path": {str(tiny_h5)!r}}},
+                          "train": {{"num_epochs": 1, "batch_size": 2, "device": "cpu"}},
+                          "model": {{"arch": "cnn", "widths": (8, 16)}}}})
+run = finetune(config, store)
+result = evaluate_run(store, run.id, "test", device="cpu")
+model = create_model(ModelConfig(arch="cnn", widths=(8, 16)), 7, "neighbor")
+logits = model(torch.rand(2, 7, 21, 21, 21), torch.rand(2, 7, 21, 21, 21))
+logits.logsumexp(1).sum().backward()
+print(run.status["status"], int(result.metrics["n"]), tuple(logits.shape),
+      sorted(m for m in sys.modules if m.partition(".")[0] in {{"rdkit", "gemmi", "lmdb"}}))
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split("\n")[-2].startswith("completed ") and out.stdout.strip().endswith("(2, 6) []")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from lba_cli.config import GridConfig
+from lba_cli.elements import element_number
 from lba_cli.errors import ConfigError
 from lba_cli.voxel.sphere_tables import (
     HALF_OCTANT_TABLE_NODES,
@@ -77,8 +78,6 @@ def make_channel_lookup(grid: GridConfig) -> np.ndarray:
     Raises:
         ConfigError: if a group names something that is not an element symbol.
     """
-    import gemmi  # local: keeps `lba --help` fast
-
     lookup = np.full(_MAX_ATOMIC_NUMBER + 1, -1, dtype=np.int64)
     wildcard = None
     for index, group in enumerate(grid.channels):
@@ -86,7 +85,7 @@ def make_channel_lookup(grid: GridConfig) -> np.ndarray:
             if symbol == "*":
                 wildcard = index
                 continue
-            number = gemmi.Element(symbol).atomic_number
+            number = element_number(symbol)
             if number == 0:
                 raise ConfigError(f"unknown element in channels: {symbol!r}\n"
                                   "expected: element symbols such as C, N, CL, SE, or * for the rest")
