@@ -3,7 +3,9 @@
 Under ``torchrun --nproc-per-node N -m lba_cli pretrain|finetune ...`` every process trains a
 DistributedDataParallel replica on its share of each epoch; rank 0 alone validates, writes
 the run directory and the index, and broadcasts what every rank must agree on (metrics,
-whether to stop). Without torchrun everything here is a no-op for a single process.
+whether to stop). A process torchrun started joins the group even when it is alone
+(``--nproc-per-node 1``), so that one GPU runs the same code (DDP, NCCL collectives) as
+many. Without torchrun everything here is a no-op for a single process.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ class DistContext:
         rank: 0..world_size-1; rank 0 writes the run.
         world_size: number of processes (1 without torchrun).
         local_rank: index of this process on its machine (its GPU).
+        launched: started by torchrun and joined its process group (even as the only process).
     """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -40,20 +44,21 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Whether the process group is in use (DDP wrapping, collectives)."""
+        return self.launched or self.world_size > 1
 
 
 def init_distributed(device_name: str) -> tuple[DistContext, torch.device]:
-    """Join the process group torchrun describes (WORLD_SIZE > 1), or stay single.
+    """Join the process group torchrun describes (RANK and WORLD_SIZE set), or stay single.
 
     Uses NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``) and gloo on the CPU.
 
     Returns:
         The context and this process's training device.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistContext(), resolve_device(device_name)
+    world_size = int(os.environ["WORLD_SIZE"])
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device_name != "cpu" and torch.cuda.is_available()
     if not dist.is_initialized():
@@ -63,7 +68,7 @@ def init_distributed(device_name: str) -> tuple[DistContext, torch.device]:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    return DistContext(rank, world_size, local_rank), device
+    return DistContext(rank, world_size, local_rank, launched=True), device
 
 
 def broadcast_object(value: Any, ctx: DistContext) -> Any:
@@ -79,7 +84,10 @@ def all_reduce_sums(values: list[float], ctx: DistContext) -> list[float]:
     """Element-wise sums over all ranks."""
     if not ctx.enabled:
         return values
-    tensor = torch.tensor(values, dtype=torch.float64)
+    # NCCL reduces only CUDA tensors (a CPU tensor fails there); gloo takes CPU tensors.
+    on_gpu = dist.get_backend() == dist.Backend.NCCL
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return tensor.tolist()
 
