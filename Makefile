@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 LBA := $(BIN)/lba
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-slow lint demo bench clean
+.PHONY: help install test test-slow lint demo bench gpu-check-prepare gpu-check clean
 
 help:
 	@echo "make install    virtual environment in $(VENV) with $(TORCH) (CPU build by default) and lba"
@@ -25,6 +25,8 @@ help:
 	@echo "make test-slow  the slow tests too"
 	@echo "make lint       ruff (style and static checks; CI runs this)"
 	@echo "make bench      benchmarks"
+	@echo "make gpu-check-prepare  here: data, structures and wheels for the GPU check in .gpu-check/ (< 64 MiB)"
+	@echo "make gpu-check  on a GPU machine: CUDA voxelizer, training, display, NCCL (README: GPU check)"
 
 install: $(STAMP)
 
@@ -64,6 +66,13 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# The GPU check (README, "GPU check"). The GPU machine has no .venv: there python3 runs it.
+gpu-check-prepare: install
+	$(BIN)/python benchmarks/gpu_check.py prepare --source $(DATA) --structures $(STRUCTURES)
+
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) benchmarks/gpu_check.py run
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
