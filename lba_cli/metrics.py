@@ -10,7 +10,8 @@ new metric is one entry in `REGRESSION_METRICS` (and a name in
 `lba_cli.choices.HEADLINE_METRICS` if progress and default plots should show it).
 
 Pearson r and Spearman ρ come from SciPy; a constant input has no correlation, and those
-metrics are NaN then.
+metrics are NaN then. So are they on fewer than `MIN_CORRELATION_SIZE` examples: two points
+always lie on a line, and r = ±1 there says nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import numpy as np
 
 __all__ = ["Metric", "REGRESSION_METRICS", "mae", "rmse", "pearson_r", "spearman_rho",
            "regression_metrics", "accuracy", "mean_std", "bootstrap_intervals", "higher_is_better",
-           "BOOTSTRAP_SAMPLES"]
+           "BOOTSTRAP_SAMPLES", "MIN_CORRELATION_SIZE"]
 
 BOOTSTRAP_SAMPLES = 1000
+MIN_CORRELATION_SIZE = 3  # examples below which a correlation is undefined (NaN), never ±1
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def _rmse(measured: np.ndarray, predicted: np.ndarray, axis: int = -1) -> np.nda
 def _pearson(measured: np.ndarray, predicted: np.ndarray, axis: int = -1) -> np.ndarray:
     from scipy import stats
 
-    if np.shape(measured)[axis] < 2:
+    if np.shape(measured)[axis] < MIN_CORRELATION_SIZE:
         return np.full(np.delete(np.shape(measured), axis), np.nan) if np.ndim(measured) > 1 else np.float64(np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a constant input gives NaN with a warning: NaN says it
@@ -99,12 +101,12 @@ def rmse(measured: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def pearson_r(measured: np.ndarray, predicted: np.ndarray) -> float:
-    """Pearson's correlation coefficient (NaN when either input is constant); arrays of shape (N,)."""
+    """Pearson's correlation coefficient (NaN when either input is constant or N < 3); arrays of shape (N,)."""
     return float(_pearson(*_pair(measured, predicted)))
 
 
 def spearman_rho(measured: np.ndarray, predicted: np.ndarray) -> float:
-    """Spearman's rank correlation (NaN when either input is constant); arrays of shape (N,)."""
+    """Spearman's rank correlation (NaN when either input is constant or N < 3); arrays of shape (N,)."""
     return float(_spearman(*_pair(measured, predicted)))
 
 

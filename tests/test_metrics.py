@@ -26,6 +26,17 @@ def test_constant_predictions_have_no_correlation():
     assert m["rmse"] == pytest.approx(math.sqrt(2 / 3))
 
 
+@pytest.mark.parametrize("n", [1, 2], ids=["one complex", "two complexes"])
+def test_correlations_on_fewer_than_three_complexes_are_undefined_not_one(n):
+    """Two points always lie on a line: r = ±1 there says nothing, so it is reported as NaN."""
+    measured, predicted = np.array([5.0, 7.0][:n]), np.array([6.0, 6.5][:n])
+    m = regression_metrics(measured, predicted)
+    assert math.isnan(m["pearson"]) and math.isnan(m["spearman"])
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean((predicted - measured) ** 2)))
+    three = regression_metrics(np.array([5.0, 7.0, 6.0]), np.array([6.0, 6.5, 6.1]))
+    assert three["pearson"] == pytest.approx(np.corrcoef([5.0, 7.0, 6.0], [6.0, 6.5, 6.1])[0, 1])
+
+
 def test_metrics_over_whole_split_differ_from_mean_of_batches():
     """Averaging per-batch RMSE (the original work's bug) is not the split's RMSE."""
     measured = np.array([5.0, 5.0, 5.0, 9.0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -117,3 +119,60 @@ def test_open_grids_rejects_other_files(tmp_path):
         f.attrs["format"] = "other"
     with pytest.raises(DataError, match="not an lba grids file"):
         open_grids(tmp_path / "y.h5")
+
+
+# ------------------------------------------------- labels: required to train, optional to predict
+
+
+def _manifest(tmp_path, header: str, label: str | None) -> Path:
+    rows = [header, f"1a30,{PDBBIND / '1a30' / '1a30_protein.pdb.gz'},{PDBBIND / '1a30' / '1a30_ligand.sdf'}"
+            + ("" if label is None else f",{label}")]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "m.csv"
+
+
+LABEL_CASES = [  # (name, manifest header, label cell, skip reason when labels are required, note when optional)
+    ("blank cell", "id,protein,ligand,affinity", "", "no affinity_pk or affinity value", None),
+    ("unreadable", "id,protein,ligand,affinity", "Kd=lots", "unreadable label", "read without a measured pK"),
+    ("not finite", "id,protein,ligand,affinity_pk", "nan", "not a finite number", "read without a measured pK"),
+]
+
+
+@pytest.mark.parametrize("name,header,label,reason,note", LABEL_CASES, ids=[c[0] for c in LABEL_CASES])
+def test_manifest_labels_required_for_training_optional_for_prediction(name, header, label, reason, note, tmp_path):
+    from lba_cli.data.records import ComplexRecord, SourceOptions
+    from lba_cli.data.sources import csv_manifest
+
+    require_shared()
+    path = _manifest(tmp_path, header, label)
+    [required] = list(csv_manifest.iter_records((path,), GridConfig()))
+    assert isinstance(required, Skipped) and required.stage == "label" and reason in required.reason
+    [optional] = list(csv_manifest.iter_records((path,), GridConfig(), SourceOptions(require_labels=False)))
+    assert isinstance(optional, ComplexRecord) and optional.affinity_pk is None
+    assert (note is None and not optional.notes) or any(note in n for n in optional.notes)
+
+
+def test_manifest_without_label_columns_is_readable_for_prediction_only(tmp_path):
+    from lba_cli.data.records import ComplexRecord, SourceOptions
+    from lba_cli.data.sources import csv_manifest
+
+    require_shared()
+    path = _manifest(tmp_path, "id,protein,ligand", None)
+    with pytest.raises(DataError, match="affinity_pk or affinity"):
+        list(csv_manifest.iter_records((path,), GridConfig()))
+    [record] = list(csv_manifest.iter_records((path,), GridConfig(), SourceOptions(require_labels=False)))
+    assert isinstance(record, ComplexRecord) and record.complex_id == "1a30" and record.ligand.height > 0
+
+
+def test_pdbbind_folder_without_index_entry_is_predicted_not_trained_on(tmp_path):
+    from lba_cli.data.records import ComplexRecord, SourceOptions
+
+    root = make_pdbbind_subset(tmp_path / "pdbbind", ("1a30", "1e66"))
+    index = root / "index" / "INDEX_demo_PL_data.2021"
+    index.write_text("\n".join(l for l in index.read_text().splitlines() if not l.startswith("1e66")) + "\n")
+    trained = {i.complex_id: i for i in pdbbind.iter_records((root,), GridConfig())}
+    assert isinstance(trained["1e66"], Skipped) and "no entry in" in trained["1e66"].reason
+    predicted = {i.complex_id: i for i in pdbbind.iter_records((root,), GridConfig(),
+                                                               SourceOptions(require_labels=False))}
+    assert isinstance(predicted["1e66"], ComplexRecord) and predicted["1e66"].affinity_pk is None
+    assert predicted["1a30"].affinity_pk == trained["1a30"].affinity_pk

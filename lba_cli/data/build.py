@@ -15,14 +15,15 @@ from lba_cli.atomic import atomic_path
 from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
 from lba_cli.config import GridConfig
 from lba_cli.data.dataset import collate_atoms
-from lba_cli.data.grids_h5 import write_grids
+from lba_cli.data.grids_h5 import GridSet, write_grids
 from lba_cli.data.records import ComplexRecord, Skipped, SourceNote, SourceOptions
 from lba_cli.data.sources import iter_complexes, resolve_sources
 from lba_cli.data.splits import assign_splits, shared_between_splits
 from lba_cli.errors import DataError
 from lba_cli.voxel import make_channel_lookup, voxelize_batch
 
-__all__ = ["BuildReport", "build_dataset", "crop_complex", "write_skip_report", "SKIP_REPORT_COLUMNS"]
+__all__ = ["BuildReport", "SourceReadout", "BoxedComplexes", "build_dataset", "read_sources", "place_in_boxes",
+           "make_grid_set",            "crop_complex", "write_skip_report", "SKIP_REPORT_COLUMNS"]
 
 SKIP_REPORT_COLUMNS = ("id", "source", "stage", "reason")
 _VOXELIZE_CHUNK = 32
@@ -121,44 +122,46 @@ def protein_groups(records: list[ComplexRecord]) -> list[str]:
     return groups
 
 
-def build_dataset(
-    sources: list[Path],
-    output: Path,
-    grid: GridConfig,
-    *,
-    fmt: SourceFormat = SourceFormat.auto,
-    split: SplitKind | None = None,
-    seed: int = 0,
-    on_complex: Callable[[str], None] | None = None,
-    label_field: str | None = None,
-    label_unit: LabelUnit | str = LabelUnit.pk,
-) -> BuildReport:
-    """Read complexes from every source, voxelize them and write one HDF5 file.
+@dataclass
+class SourceReadout:
+    """Every complex read from some sources, before voxelization.
+
+    Attributes:
+        records: the complexes read, each id once, in source order.
+        skipped: every complex that could not be read, with stage and reason.
+        messages: what the user should know about the sources (see `BuildReport`).
+    """
+
+    records: list[ComplexRecord]
+    skipped: list[Skipped]
+    messages: list[str]
+
+
+def read_sources(sources: list[Path], grid: GridConfig, *, fmt: SourceFormat = SourceFormat.auto,
+                 options: SourceOptions = SourceOptions(),
+                 on_complex: Callable[[str], None] | None = None) -> SourceReadout:
+    """Read every complex of the sources, as `lba voxelize` does (and `lba predict`, with
+    ``options.require_labels`` off).
 
     Args:
         sources: ATOM3D LBA folders, PDBbind folders, CSV manifests, or PROTEIN + LIGANDS.sdf
             (see `lba_cli.data.sources.resolve_sources`).
-        output: the ``.h5`` to write (atomically).
-        grid: voxelization settings.
+        grid: hydrogens and waters are dropped unless it keeps them.
         fmt: the layout of every source (detected per source when ``auto``).
-        split: how to split; None keeps the sources' splits when all have one, else splits
-            by protein.
-        seed: seed of the protein or random split.
+        options: label field, unit and whether labels are required.
         on_complex: called with each complex id as it is read (for progress).
-        label_field, label_unit: the affinity property of an SDF series and its unit.
 
     Returns:
-        A `BuildReport`. Later duplicates of an id are skipped with that reason.
+        A `SourceReadout`; later duplicates of an id are skipped with that reason.
 
     Raises:
-        DataError: if no complex could be read (nothing is written then).
+        DataError: if no complex could be read, naming the most common reasons.
     """
     records: list[ComplexRecord] = []
     skipped: list[Skipped] = []
     messages: list[str] = []
     seen: dict[str, str] = {}
     given = {Path(s) for s in sources}
-    options = SourceOptions(label_field, label_unit)
     for paths, kind in resolve_sources([Path(s) for s in sources], fmt):
         if paths[0] not in given:  # the user pointed above the data: say where it was found
             messages.append(f"reading {paths[0]} ({kind.value} data found there)")
@@ -180,28 +183,110 @@ def build_dataset(
         reasons = Counter(s.reason for s in skipped).most_common(3)
         detail = "; ".join(f"{n} x {r}" for r, n in reasons) or "the sources hold no complexes"
         raise DataError(f"no complex could be read from {', '.join(map(str, sources))}\n{detail}")
+    return SourceReadout(records, skipped, messages)
 
-    centers, atoms, kept = [], [], []
+
+@dataclass
+class BoxedComplexes:
+    """Complexes whose box around the ligand holds protein, ready to voxelize.
+
+    Attributes:
+        records: the complexes kept (notes about ligand atoms outside the box added).
+        centers_A: per complex, the box centre (ligand centroid), float64 (3,), Å.
+        atoms: per complex, the atoms that can reach the box (see `crop_complex`).
+        skipped: complexes left out (stage ``box``), with the reason.
+    """
+
+    records: list[ComplexRecord]
+    centers_A: list[np.ndarray]
+    atoms: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    skipped: list[Skipped]
+
+
+def place_in_boxes(records: list[ComplexRecord], grid: GridConfig) -> BoxedComplexes:
+    """Crop each complex to its box (`crop_complex`); skip a complex whose box holds no protein
+    atom (its ligand is likely in another coordinate frame) and note ligand atoms outside it."""
+    out = BoxedComplexes([], [], [], [])
     for record in records:
         center, complex_atoms = crop_complex(record, grid)
         xyz, _, flags = complex_atoms
         inside = np.abs(xyz - center).max(axis=1) < grid.box_size_A / 2
         if not (inside & flags).any():
-            skipped.append(Skipped(record.complex_id, record.source, "box",
-                                   f"no protein atom in the {grid.box_size_A:g} Å box around the ligand: is the ligand "
-                                   "in the receptor's coordinate frame?"))
+            out.skipped.append(Skipped(record.complex_id, record.source, "box",
+                                       f"no protein atom in the {grid.box_size_A:g} Å box around the ligand: is the "
+                                       "ligand in the receptor's coordinate frame?"))
             continue
         ligand_xyz = record.ligand.select("x_A", "y_A", "z_A").to_numpy()
         outside = int((np.abs(ligand_xyz - center).max(axis=1) >= grid.box_size_A / 2).sum())
         if outside:
             record.notes.append(f"{outside} of {record.ligand.height} ligand atoms lie outside the box")
-        centers.append(center)
-        atoms.append(complex_atoms)
-        kept.append(record)
-    if not kept:
+        out.records.append(record)
+        out.centers_A.append(center)
+        out.atoms.append(complex_atoms)
+    return out
+
+
+def make_grid_set(boxed: BoxedComplexes, grid: GridConfig) -> GridSet:
+    """The complexes in memory, laid out as `lba voxelize` stores them (no split; a complex
+    without a measured affinity has ``affinity_pk`` NaN), for a dataset that never was a file."""
+    atoms = boxed.atoms
+    return GridSet(
+        ids=np.array([r.complex_id for r in boxed.records], dtype=str),
+        affinity_pk=np.array([np.nan if r.affinity_pk is None else r.affinity_pk for r in boxed.records],
+                             dtype=np.float32),
+        split=np.full(len(boxed.records), "", dtype=str),
+        protein_group=np.array([r.protein_group for r in boxed.records], dtype=str),
+        source=np.array([r.source for r in boxed.records], dtype=str),
+        center_A=np.array(boxed.centers_A, dtype=np.float32).reshape(-1, 3),
+        atom_offset=np.concatenate([[0], np.cumsum([len(a[0]) for a in atoms])]).astype(np.int64),
+        xyz_A=np.concatenate([a[0] for a in atoms]).astype(np.float32).reshape(-1, 3),
+        atomic_number=np.concatenate([a[1] for a in atoms]).astype(np.uint8),
+        is_protein=np.concatenate([a[2] for a in atoms]).astype(bool),
+        grid=grid,
+    )
+
+
+def build_dataset(
+    sources: list[Path],
+    output: Path,
+    grid: GridConfig,
+    *,
+    fmt: SourceFormat = SourceFormat.auto,
+    split: SplitKind | None = None,
+    seed: int = 0,
+    on_complex: Callable[[str], None] | None = None,
+    label_field: str | None = None,
+    label_unit: LabelUnit | str = LabelUnit.pk,
+) -> BuildReport:
+    """Read complexes from every source, voxelize them and write one HDF5 file.
+
+    Args:
+        sources: see `read_sources`.
+        output: the ``.h5`` to write (atomically).
+        grid: voxelization settings.
+        fmt: the layout of every source (detected per source when ``auto``).
+        split: how to split; None keeps the sources' splits when all have one, else splits
+            by protein.
+        seed: seed of the protein or random split.
+        on_complex: called with each complex id as it is read (for progress).
+        label_field, label_unit: the affinity property of an SDF series and its unit.
+
+    Returns:
+        A `BuildReport`. Every complex needs a measured affinity (training data): one
+        without is skipped (stage ``label``).
+
+    Raises:
+        DataError: if no complex could be read (nothing is written then).
+    """
+    readout = read_sources(sources, grid, fmt=fmt, options=SourceOptions(label_field, label_unit),
+                           on_complex=on_complex)
+    skipped, messages = readout.skipped, readout.messages
+    boxed = place_in_boxes(readout.records, grid)
+    skipped.extend(boxed.skipped)
+    if not boxed.records:
         raise DataError(f"no complex could be used from {', '.join(map(str, sources))}\n"
                         f"{len(skipped)} skipped; e.g. {skipped[0].complex_id}: {skipped[0].reason}")
-    records = kept
+    records, centers, atoms = boxed.records, boxed.centers_A, boxed.atoms
 
     ids = [r.complex_id for r in records]
     groups = protein_groups(records)

@@ -23,7 +23,8 @@ class ComplexRecord:
 
     Attributes:
         complex_id: e.g. the PDB code ``1a30``.
-        affinity_pk: -log10 of Kd/Ki in mol/L.
+        affinity_pk: -log10 of Kd/Ki in mol/L; None when the source gives no measured value
+            (read only when `SourceOptions.require_labels` is off, as `lba predict` reads).
         protein: atom table of the receptor (columns of `lba_cli.data.atoms.ATOM_SCHEMA`).
         ligand: atom table of the ligand.
         split: ``train``, ``val``, ``test`` or None when the source defines none.
@@ -37,7 +38,7 @@ class ComplexRecord:
     """
 
     complex_id: str
-    affinity_pk: float
+    affinity_pk: float | None
     protein: pl.DataFrame
     ligand: pl.DataFrame
     split: str | None = None
@@ -84,7 +85,16 @@ class SourceOptions:
     Attributes:
         label_field: the SDF property holding each record's affinity (``sdf-series``).
         label_unit: the unit of that property (checked by the reader that uses it).
+        require_labels: a complex without a readable measured affinity is skipped (stage
+            ``label``), as training data needs; off, it is read with ``affinity_pk`` None (a
+            present but unreadable label is noted), as prediction needs.
     """
 
     label_field: str | None = None
     label_unit: LabelUnit | str = LabelUnit.pk
+    require_labels: bool = True
+
+    def unlabelled(self, complex_id: str, source: str, reason: str) -> Skipped | None:
+        """What a reader does with a complex whose label is missing or unreadable: a `Skipped`
+        entry (stage ``label``) when labels are required, else None (read it without one)."""
+        return Skipped(complex_id, source, "label", reason) if self.require_labels else None

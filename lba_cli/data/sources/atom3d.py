@@ -100,6 +100,17 @@ def _atoms(table: dict, is_protein: bool, grid: GridConfig) -> pl.DataFrame:
     return make_atom_table(xyz, numbers, is_protein)
 
 
+def _label(record: dict) -> tuple[float | None, str]:
+    """The record's pK (``scores["neglog_aff"]``), or None and what is wrong with it."""
+    try:
+        pk = float(record["scores"]["neglog_aff"])
+    except (KeyError, TypeError, ValueError) as error:
+        return None, f"no readable label (scores.neglog_aff): {error!r}"
+    if not np.isfinite(pk):
+        return None, f"label is not a number: {pk!r}"
+    return pk, ""
+
+
 def _sequences(seq: object) -> tuple[str, ...]:
     """ATOM3D stores [[chain description, sequence], ...]; keep the sequences."""
     if not isinstance(seq, list):
@@ -129,7 +140,8 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
     Args:
         paths: one path: a split root, its ``data`` folder, an LMDB folder or ``data.mdb``.
         grid: hydrogens and waters are dropped unless it keeps them.
-        options: unused (every ATOM3D record carries its label).
+        options: ``require_labels`` (off: a record without a readable label is read without
+            a measured pK).
 
     Raises:
         DataError: if no LMDB is found or one cannot be opened.
@@ -159,15 +171,17 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
                     continue
                 complex_id = str(record.get("id", key))
                 try:
-                    pk = float(record["scores"]["neglog_aff"])
                     protein = _atoms(record["atoms_protein"], True, grid)
                     ligand = _atoms(record["atoms_ligand"], False, grid)
                 except (KeyError, TypeError, ValueError) as error:
                     yield Skipped(complex_id, source, "parse", f"malformed record: {error!r}")
                     continue
-                if not np.isfinite(pk):
-                    yield Skipped(complex_id, source, "label", f"label is not a number: {pk!r}")
-                    continue
+                pk, problem = _label(record)
+                if problem:
+                    skipped = options.unlabelled(complex_id, source, problem)
+                    if skipped is not None:
+                        yield skipped
+                        continue
                 if ligand.height == 0 or protein.height == 0:
                     yield Skipped(complex_id, source, "parse",
                                   "no ligand atoms" if ligand.height == 0 else "no protein atoms")

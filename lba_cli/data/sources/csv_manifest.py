@@ -35,7 +35,8 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
     Args:
         paths: one path, the CSV file.
         grid: hydrogens and waters are dropped unless it keeps them.
-        options: unused (the rows hold the labels).
+        options: ``require_labels`` (off: the label columns are optional, and a row without a
+            readable label is read without a measured pK).
 
     Raises:
         DataError: if the file cannot be parsed or lacks required columns.
@@ -46,8 +47,9 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
     except (pl.exceptions.PolarsError, OSError) as error:
         raise DataError(f"cannot read CSV manifest {path}: {error}") from None
     missing = [c for c in CSV_COLUMNS if c not in table.columns]
-    if missing or not ({"affinity_pk", "affinity"} & set(table.columns)):
-        raise DataError(f"{path}: columns {table.columns}\nexpected: id, protein, ligand, affinity_pk or affinity "
+    if missing or (options.require_labels and not ({"affinity_pk", "affinity"} & set(table.columns))):
+        labels = "affinity_pk or affinity" + ("" if options.require_labels else " (optional)")
+        raise DataError(f"{path}: columns {table.columns}\nexpected: id, protein, ligand, {labels} "
                         "(and optionally split, group)")
     folder = path.parent
     for number, row in enumerate(table.iter_rows(named=True), start=2):
@@ -57,6 +59,8 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
             yield Skipped(f"row {number}", source, "parse", "empty id")
             continue
         measure = operator = ""
+        pk: float | None = None
+        problem = ""
         try:
             if row.get("affinity_pk") not in (None, ""):
                 pk = float(row["affinity_pk"])
@@ -64,14 +68,19 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
                 parsed = parse_affinity(row["affinity"])
                 pk, measure, operator = parsed.affinity_pk, parsed.measure, parsed.operator
             else:
-                yield Skipped(complex_id, source, "label", "no affinity_pk or affinity value")
-                continue
+                problem = "no affinity_pk or affinity value"
         except (ValueError, DataError) as error:
-            yield Skipped(complex_id, source, "label", f"unreadable label: {error}")
-            continue
-        if not np.isfinite(pk):
-            yield Skipped(complex_id, source, "label", f"label is not a finite number: {pk}")
-            continue
+            problem = f"unreadable label: {error}"
+        if pk is not None and not np.isfinite(pk):
+            pk, problem = None, f"label is not a finite number: {pk}"
+        notes = []
+        if problem:
+            skipped = options.unlabelled(complex_id, source, problem)
+            if skipped is not None:
+                yield skipped
+                continue
+            if not problem.startswith("no "):
+                notes.append(f"read without a measured pK ({problem})")
         split = (row.get("split") or "").strip().lower() or None
         if split is not None and split not in SPLITS:
             yield Skipped(complex_id, source, "split", f"split {split!r} is not train, val or test")
@@ -82,7 +91,8 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
         except LbaError as error:
             yield Skipped(complex_id, source, "read", str(error))
             continue
-        notes = [] if ligand.sanitized else [f"ligand read without sanitisation from {ligand.path.name}"]
+        if not ligand.sanitized:
+            notes.append(f"ligand read without sanitisation from {ligand.path.name}")
         yield ComplexRecord(complex_id, pk, protein, ligand.atoms, split=split, protein_group=(row.get("group") or ""),
                             source=source, notes=notes, measure=measure, operator=operator,
                             sequences=tuple(chain_sequences(structure)), ligand_smiles=ligand.smiles or "")

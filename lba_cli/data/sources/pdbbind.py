@@ -103,7 +103,8 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
     Args:
         paths: one path, the PDBbind root.
         grid: hydrogens and waters are dropped unless it keeps them.
-        options: unused (the index holds the labels).
+        options: ``require_labels`` (off: a folder without an index entry is read without a
+            measured pK).
 
     Raises:
         DataError: if the folder has no index file.
@@ -123,8 +124,10 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
         complex_id = folder.name.lower()
         source = str(folder)
         if complex_id not in index:
-            yield Skipped(complex_id, source, "label", f"no entry in {index_path.name}")
-            continue
+            skipped = options.unlabelled(complex_id, source, f"no entry in {index_path.name}")
+            if skipped is not None:
+                yield skipped
+                continue
         stem = folder / folder.name
         protein_path = _first_existing(*(Path(f"{stem}_{part}.pdb{gz}") for part in ("protein", "pocket")
                                          for gz in ("", ".gz")))
@@ -144,7 +147,7 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
             notes.append(f"ligand read unsanitised from {ligand.path.name}")
         elif not ligand.path.name.endswith(".sdf"):
             notes.append(f"ligand read from {ligand.path.name}")
-        entry = index[complex_id]
+        entry = index.get(complex_id, {"affinity_pk": None, "measure": "", "operator": ""})
         yield ComplexRecord(complex_id, entry["affinity_pk"], protein, ligand.atoms, split=None,
                             protein_group=groups.get(complex_id, ""), source=source, notes=notes,
                             measure=entry["measure"], operator=entry["operator"],

@@ -65,15 +65,17 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
     Args:
         paths: the protein file (PDB, mmCIF or PDBQT), then the SDF.
         grid: hydrogens and waters are dropped unless it keeps them.
-        options: ``label_field`` (required) and ``label_unit``.
+        options: ``label_field`` (required unless ``require_labels`` is off: then records
+            without it are read without a measured pK) and ``label_unit``.
 
     Raises:
-        DataError: if the protein cannot be read or ``label_field`` is not given.
+        DataError: if the protein cannot be read, or ``label_field`` is not given while
+            labels are required.
     """
     from rdkit import Chem, RDLogger
 
     protein_path, sdf_path = paths
-    if not options.label_field:
+    if not options.label_field and options.require_labels:
         raise DataError("--format sdf-series needs --label-field NAME (the SDF property holding the affinity)")
     RDLogger.DisableLog("rdApp.*")
     structure = read_structure(protein_path)
@@ -85,6 +87,7 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
     raw = Chem.SDMolSupplier(str(sdf_path), sanitize=False, removeHs=False)
     for index in range(len(raw)):
         mol, notes = sanitized[index], []
+        was_sanitized = mol is not None
         if mol is None:
             mol, notes = raw[index], ["ligand read without sanitisation"]
         source = f"{sdf_path}#{index + 1}"
@@ -93,18 +96,27 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
             continue
         title = (mol.GetProp("_Name").strip() if mol.HasProp("_Name") else "") or "mol"
         complex_id = f"{title.replace(' ', '_')}_{index + 1}"
-        if not mol.HasProp(options.label_field):
-            yield Skipped(complex_id, source, "label", f"no {options.label_field!r} property")
-            continue
-        try:
-            pk = series_label_to_pk(mol.GetProp(options.label_field), options.label_unit)
-        except DataError as error:
-            yield Skipped(complex_id, source, "label", str(error))
-            continue
+        pk: float | None = None
+        if not options.label_field:
+            pass  # predicting without labels: nothing to read
+        elif not mol.HasProp(options.label_field):
+            skipped = options.unlabelled(complex_id, source, f"no {options.label_field!r} property")
+            if skipped is not None:
+                yield skipped
+                continue
+        else:
+            try:
+                pk = series_label_to_pk(mol.GetProp(options.label_field), options.label_unit)
+            except DataError as error:
+                skipped = options.unlabelled(complex_id, source, str(error))
+                if skipped is not None:
+                    yield skipped
+                    continue
+                notes.append(f"read without a measured pK ({error})")
         atoms = mol_atoms(mol, keep_hydrogens=grid.keep_hydrogens)
         if atoms.height == 0:
             yield Skipped(complex_id, source, "read", "no ligand atoms")
             continue
-        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol)) if not notes else ""
+        smiles = Chem.MolToSmiles(Chem.RemoveHs(mol)) if was_sanitized else ""
         yield ComplexRecord(complex_id, pk, protein, atoms, split=None, protein_group=f"series:{protein_path.name}",
                             source=source, notes=notes, sequences=sequences, ligand_smiles=smiles)
