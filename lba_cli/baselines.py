@@ -27,14 +27,22 @@ def ligand_heavy_atoms(data: GridSet) -> np.ndarray:
     return counts
 
 
-def baseline_predictions(data: GridSet, split: str) -> dict[str, np.ndarray]:
+def baseline_predictions(data: GridSet, split: str, train_data: GridSet | None = None) -> dict[str, np.ndarray]:
     """Predicted pK of each baseline for the complexes of ``split`` (in file order).
+
+    Args:
+        data: the complexes to predict.
+        split: ``train``, ``val``, ``test`` or ``all``.
+        train_data: whose train split the baselines are fitted on (default: ``data``'s);
+            for outside data, the model's own training file.
 
     Returns:
         baseline name -> float64 array of shape (M_split,).
     """
-    train, target = data.indices("train"), data.indices(split)
-    pk = data.affinity_pk.astype(np.float64)
+    fit_on = train_data if train_data is not None else data
+    train, target = fit_on.indices("train"), data.indices(split)
+    train_pk = fit_on.affinity_pk[train].astype(np.float64)
+    train_heavy = ligand_heavy_atoms(fit_on)[train].astype(np.float64)
     heavy = ligand_heavy_atoms(data).astype(np.float64)
-    slope, intercept = np.polyfit(heavy[train], pk[train], 1) if np.ptp(heavy[train]) > 0 else (0.0, pk[train].mean())
-    return {"train mean": np.full(len(target), pk[train].mean()), "heavy atoms": intercept + slope * heavy[target]}
+    slope, intercept = np.polyfit(train_heavy, train_pk, 1) if np.ptp(train_heavy) > 0 else (0.0, train_pk.mean())
+    return {"train mean": np.full(len(target), train_pk.mean()), "heavy atoms": intercept + slope * heavy[target]}

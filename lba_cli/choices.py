@@ -15,6 +15,8 @@ __all__ = [
     "SourceFormat",
     "SplitName",
     "SPLITS",
+    "ALL_COMPLEXES",
+    "EvaluationSplit",
     "SplitKind",
     "RunKind",
     "RunStatus",
@@ -44,6 +46,16 @@ class SplitName(str, Enum):
 
 
 SPLITS: tuple[str, ...] = tuple(split.value for split in SplitName)
+ALL_COMPLEXES = "all"  # every complex of a file, whatever its split (an outside data set)
+
+
+class EvaluationSplit(str, Enum):
+    """What `lba evaluate` scores: one split of a data file, or all of its complexes."""
+
+    train = "train"
+    val = "val"
+    test = "test"
+    all = ALL_COMPLEXES
 
 
 class SplitKind(str, Enum):

@@ -370,7 +370,9 @@ class FinetuneConfig:
 
     Attributes:
         data_path: the HDF5 file written by ``lba voxelize``.
-        init: ``random`` or the id of the pre-training run whose encoder starts the model.
+        init: ``random``, the id of the pre-training run whose encoder starts the model, or the
+            absolute path of a folder written by ``lba export`` (its encoder, and a fine-tuned
+            model's head, start the model).
         freeze: train the head only (encoder BatchNorm in eval mode).
         unfreeze_after: train the head only for this many epochs, then everything.
         encoder_lr_scale: the encoder's learning rate is ``lr`` times this.
@@ -381,8 +383,8 @@ class FinetuneConfig:
         "DATA", "HDF5 file written by lba voxelize.", "Data", cli_type=Path,
         existing_file=True))
     init: str = field(default="random", metadata=option(
-        "--init", "random, or a pre-training run (id, prefix, name or directory) whose encoder starts the model.",
-        "Model"))
+        "--init", "random; a pre-training run (id, prefix, name or directory) whose encoder starts the model; or a "
+                  "folder written by lba export (a fine-tuned model's encoder and head start it).", "Model"))
     freeze: bool = field(default=False, metadata=option(
         "--freeze", "Train the head only (encoder BatchNorm in eval mode).", "Model"))
     unfreeze_after: int | None = field(default=None, metadata=option(

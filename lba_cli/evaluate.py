@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,19 +12,21 @@ import torch
 from torch import nn
 
 from lba_cli.checkpoints import load_checkpoint
+from lba_cli.choices import ALL_COMPLEXES
 from lba_cli.config import GridConfig, run_config_from_json
 from lba_cli.data.dataset import AffinityDataset
 from lba_cli.data.grids_h5 import GridSet, read_grid_set
 from lba_cli.devices import autocast_context, resolve_device
-from lba_cli.errors import ConfigError
+from lba_cli.errors import CheckpointMismatchError, ConfigError
 from lba_cli.loaders import make_loader
 from lba_cli.metrics import REGRESSION_METRICS, bootstrap_intervals, regression_metrics
 from lba_cli.models import create_model
 from lba_cli.runs import Run, RunStore
+from lba_cli.seeding import Stream
 from lba_cli.voxel import voxelize_batch
 
 __all__ = ["PREDICTION_SCHEMA", "EvaluationResult", "predict", "evaluate_model", "evaluate_run", "evaluate_baselines",
-           "load_affinity_model"]
+           "load_affinity_model", "make_affinity_model", "default_split"]
 
 PREDICTION_SCHEMA = {"id": pl.Utf8, "affinity_pk": pl.Float64, "predicted_pk": pl.Float64}
 _EVAL_BATCH = 32
@@ -35,7 +38,7 @@ class EvaluationResult:
 
     Attributes:
         run_id: the run.
-        split: ``train``, ``val`` or ``test``.
+        split: ``train``, ``val``, ``test`` or ``all``.
         metrics: each of `lba_cli.metrics.REGRESSION_METRICS` by name, and ``n`` (examples).
         predictions: frame with `PREDICTION_SCHEMA`, one row per complex of the split.
         path: where the predictions were saved.
@@ -61,22 +64,45 @@ class EvaluationResult:
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: AffinityDataset, grid: GridConfig, device: torch.device,
-            batch_size: int = _EVAL_BATCH) -> np.ndarray:
+            batch_size: int = _EVAL_BATCH, *, num_rotations: int = 0, seed: int = 0,
+            on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Predict pK for every example of ``dataset``, in order, in eval mode.
 
+    This is the one prediction function: validation, `lba evaluate` and `lba predict` use it.
+
+    Args:
+        model: an affinity model, grids (B, C, X, Y, Z) -> pK (B,).
+        dataset: the complexes (their own orientation unless ``num_rotations``).
+        grid: voxelization settings of the model.
+        device: where to voxelize and run the model.
+        batch_size: complexes per forward pass.
+        num_rotations: 0 predicts each complex once, in the orientation it was read in; N > 0
+            averages N predictions, each of the complex turned by a uniformly random rotation
+            drawn from ``sample_rng(seed, Stream.TTA, k, row)`` for k = 0..N-1 (test-time
+            augmentation; the same N rotations for every model given the same seed).
+        seed: seed of those rotations.
+        on_batch: called with the number of complexes of each batch done (progress).
+
     Returns:
-        float64 array of shape (len(dataset),).
+        float64 array of shape (len(dataset),), pK.
     """
     was_training = model.training
     model.eval()
-    out = []
-    for batch in make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, num_workers=0):
-        grids = voxelize_batch(batch["xyz_A"].to(device), batch["channel"].to(device), batch["is_protein"].to(device),
-                               grid)
-        with autocast_context(device):
-            out.append(model(grids).float().cpu())
+    views = [(dataset, 0)] if num_rotations == 0 else [(dataset.rotated(seed, Stream.TTA), k)
+                                                       for k in range(num_rotations)]
+    total = np.zeros(len(dataset), np.float64)
+    for view, epoch in views:
+        out = []
+        for batch in make_loader(view, batch_size, shuffle=False, seed=0, epoch=epoch, num_workers=0):
+            grids = voxelize_batch(batch["xyz_A"].to(device), batch["channel"].to(device),
+                                   batch["is_protein"].to(device), grid)
+            with autocast_context(device):
+                out.append(model(grids).float().cpu())
+            if on_batch is not None:
+                on_batch(len(grids))
+        total += torch.cat(out).numpy().astype(np.float64)
     model.train(was_training)
-    return torch.cat(out).numpy().astype(np.float64)
+    return total / len(views)
 
 
 def evaluate_model(model: nn.Module, dataset: AffinityDataset, grid: GridConfig, device: torch.device,
@@ -90,6 +116,28 @@ def evaluate_model(model: nn.Module, dataset: AffinityDataset, grid: GridConfig,
     return metrics, frame
 
 
+def make_affinity_model(config: dict, state: dict[str, torch.Tensor], device: torch.device) -> nn.Module:
+    """Build the affinity model a run's config describes and load its weights.
+
+    Args:
+        config: the run's resolved config (``config.json`` or a checkpoint's ``config``).
+        state: its state_dict (a checkpoint's ``model``, or exported weights).
+        device: where the model goes.
+
+    Raises:
+        CheckpointMismatchError: if the weights do not fit the architecture.
+    """
+    run_config = run_config_from_json(config)
+    model = create_model(run_config.model, run_config.grid.num_channels, "affinity").to(device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # missing, unexpected or misshapen tensors
+        first = str(error).strip().splitlines()
+        raise CheckpointMismatchError(f"the weights do not fit the {run_config.model.arch} model of their own "
+                                      f"config:\n  " + "\n  ".join(first[:6])) from None
+    return model
+
+
 def load_affinity_model(run: Run, device: torch.device, which: str = "best") -> tuple[nn.Module, dict]:
     """Rebuild a fine-tuned model from its checkpoint (architecture from the checkpoint).
 
@@ -100,20 +148,26 @@ def load_affinity_model(run: Run, device: torch.device, which: str = "best") -> 
     if run.kind != "finetune":
         raise ConfigError(f"run {run.id} is a {run.kind} run\nexpected: a fine-tuning run (lba evaluate predicts pK)")
     payload = load_checkpoint(run.checkpoint_path(which), map_location=device)
-    config = run_config_from_json(payload["config"])
-    model = create_model(config.model, config.grid.num_channels, "affinity").to(device)
-    model.load_state_dict(payload["model"])
-    return model, payload["config"]
+    return make_affinity_model(payload["config"], payload["model"], device), payload["config"]
 
 
-def evaluate_run(store: RunStore, ref: str, split: str = "test", data_path: Path | None = None,
+def default_split(data_path: Path | None, own_data: Path) -> str:
+    """``test`` on the run's own data file; ``all`` on any other (an outside data set is scored
+    whole: its own split says nothing about the run)."""
+    if data_path is None or Path(data_path).resolve() == Path(own_data).resolve():
+        return "test"
+    return ALL_COMPLEXES
+
+
+def evaluate_run(store: RunStore, ref: str, split: str | None = None, data_path: Path | None = None,
                  device: str = "auto", grid_set: GridSet | None = None) -> EvaluationResult:
     """Evaluate a fine-tuning run's best checkpoint on a split and save the predictions.
 
     Args:
         store: the run store.
         ref: run id, prefix, name or directory.
-        split: ``train``, ``val`` or ``test``.
+        split: ``train``, ``val``, ``test`` or ``all`` (every complex of the file); None:
+            `default_split`.
         data_path: another `lba voxelize` file (default: the run's own). Predictions on
             other data are saved as ``predictions_<split>_<file stem>.parquet`` and do not
             change the run's recorded metrics.
@@ -128,6 +182,7 @@ def evaluate_run(store: RunStore, ref: str, split: str = "test", data_path: Path
     model, config = load_affinity_model(run, torch_device)
     own_data = Path(config["finetune"]["data_path"])
     path = Path(data_path) if data_path is not None else own_data
+    split = split or default_split(data_path, own_data)
     grid = run_config_from_json(config).grid
     dataset = AffinityDataset(path, split, grid, seed=0, rotate=False, grid_set=grid_set)
     if dataset.data.grid != grid:
@@ -138,7 +193,7 @@ def evaluate_run(store: RunStore, ref: str, split: str = "test", data_path: Path
     metrics, frame = evaluate_model(model, dataset, grid, torch_device)
     is_own = path.resolve() == own_data.resolve()
     saved = run.write_predictions(split if is_own else f"{split}_{path.stem}", frame)
-    if is_own:
+    if is_own and split != ALL_COMPLEXES:  # a run's metrics are per split of its own file
         recorded = dict(run.status.get("metrics", {}))
         recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
         run.update_status(metrics=recorded)
@@ -146,15 +201,27 @@ def evaluate_run(store: RunStore, ref: str, split: str = "test", data_path: Path
     return EvaluationResult(run.id, split, metrics, frame, saved, intervals)
 
 
-def evaluate_baselines(data_path: Path, split: str, grid_set: GridSet | None = None) -> list[EvaluationResult]:
-    """Metrics and intervals of the `lba_cli.baselines` on one split of an `lba voxelize` file."""
+def evaluate_baselines(data_path: Path, split: str, grid_set: GridSet | None = None,
+                       train_path: Path | None = None) -> list[EvaluationResult]:
+    """Metrics and intervals of the `lba_cli.baselines` on one split of an `lba voxelize` file.
+
+    Args:
+        data_path: the file evaluated.
+        split: ``train``, ``val``, ``test`` or ``all``.
+        grid_set: its contents already in memory.
+        train_path: the file whose train split fits the baselines, as the model was trained
+            (default: ``data_path`` itself). Give the run's own file when evaluating on
+            outside data, so that the baselines learn nothing from the complexes scored.
+    """
     from lba_cli.baselines import baseline_predictions
 
     data = grid_set if grid_set is not None else read_grid_set(Path(data_path))
+    same = train_path is None or Path(train_path).resolve() == Path(data_path).resolve()
+    train_data = data if same else read_grid_set(Path(train_path))
     rows = data.indices(split)
     measured = data.affinity_pk[rows].astype(np.float64)
     results = []
-    for name, predicted in baseline_predictions(data, split).items():
+    for name, predicted in baseline_predictions(data, split, train_data).items():
         frame = pl.DataFrame({"id": data.ids[rows].tolist(), "affinity_pk": measured, "predicted_pk": predicted},
                              schema=PREDICTION_SCHEMA)
         metrics = {**regression_metrics(measured, predicted), "n": float(len(rows))}

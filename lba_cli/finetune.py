@@ -73,24 +73,75 @@ def _differences(fields: tuple[str, ...], wanted: Any, have: Any) -> list[str]:
     return out
 
 
-def _init_from_run(store: RunStore, ref: str, model_config: ModelConfig, data_grid: GridConfig
-                   ) -> tuple[Run, ModelConfig, dict[str, torch.Tensor]]:
-    """Resolve the pre-training run, check it fits the data and the request, return its encoder."""
-    parent = store.resolve(ref, kind="pretrain")
-    if parent.kind != "pretrain":
-        raise ConfigError(f"--init {ref}: run {parent.id} is a {parent.kind} run\n"
-                          "expected: random, or a pre-training run (lba runs list --kind pretrain)")
-    payload = load_checkpoint(parent.checkpoint_path("best"))
-    parent_config = run_config_from_json(payload["config"])
+@dataclasses.dataclass
+class _Init:
+    """The weights a fine-tuning starts from (``--init RUN`` or ``--init EXPORTED_FOLDER``).
+
+    Attributes:
+        ref: what ``finetune.init`` records: the parent run's id, or the folder's absolute path.
+        model: the resolved model config (the parent's architecture, the request's dropout).
+        encoder: the encoder's state_dict.
+        head: the regression head's state_dict, from an exported affinity model (else None).
+        parent: the pre-training run, when the init is one.
+        label: how comparisons name the init (the parent's label survives its deletion).
+    """
+
+    ref: str
+    model: ModelConfig
+    encoder: dict[str, torch.Tensor]
+    head: dict[str, torch.Tensor] | None
+    parent: Run | None
+    label: str
+
+
+def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _check_fit(source: str, model_config: ModelConfig, data_grid: GridConfig, parent_config: RunConfig) -> None:
     problems = _differences(ARCHITECTURE_FIELDS, model_config, parent_config.model)
     problems += [f"grid {p}".replace("checkpoint has", "the pre-training used").replace("requested", "data file has")
                  for p in _differences(GRID_FIELDS, data_grid, parent_config.grid)]
     if problems:
-        raise CheckpointMismatchError(f"run {parent.id} does not fit this fine-tuning:\n  " + "\n  ".join(problems))
+        raise CheckpointMismatchError(f"{source} does not fit this fine-tuning:\n  " + "\n  ".join(problems))
+
+
+def _init_from(store: RunStore, ref: str, model_config: ModelConfig, data_grid: GridConfig) -> _Init:
+    """Resolve ``--init``: a pre-training run (its encoder) or a folder written by `lba export`
+    (its encoder, and its head when it is a fine-tuned model); check that it fits the data and
+    the request.
+
+    Raises:
+        CheckpointMismatchError: listing every differing architecture and grid field.
+        ConfigError: for a fine-tuning run (export it first to start from it).
+    """
+    from lba_cli.export import is_export_dir, read_export
+
+    if is_export_dir(Path(ref)):
+        exported = read_export(Path(ref))
+        parent_config = run_config_from_json(exported.config)
+        _check_fit(f"exported model {exported.path}", model_config, data_grid, parent_config)
+        state = exported.read_weights()
+        is_affinity = exported.kind == "finetune"
+        resolved = dataclasses.replace(parent_config.model, dropout=model_config.dropout,
+                                       head_hidden=parent_config.model.head_hidden if is_affinity
+                                       else model_config.head_hidden)
+        return _Init(str(exported.path.resolve()), resolved, _sub_state(state, "encoder."),
+                     _sub_state(state, "head.") if is_affinity else None, None, exported.label)
+    parent = store.resolve(ref, kind="pretrain")
+    if parent.kind != "pretrain":
+        raise ConfigError(f"--init {ref}: run {parent.id} is a {parent.kind} run\n"
+                          "expected: random, a pre-training run (lba runs list --kind pretrain) or a folder written "
+                          f"by lba export (lba export {parent.id} DIR, then --init DIR)")
+    payload = load_checkpoint(parent.checkpoint_path("best"))
+    parent_config = run_config_from_json(payload["config"])
+    _check_fit(f"run {parent.id}", model_config, data_grid, parent_config)
     resolved = dataclasses.replace(parent_config.model, dropout=model_config.dropout,
                                    head_hidden=model_config.head_hidden)
-    encoder = {k[len("encoder."):]: v for k, v in payload["model"].items() if k.startswith("encoder.")}
-    return parent, resolved, encoder
+    from lba_cli.compare import run_label
+
+    return _Init(parent.id, resolved, _sub_state(payload["model"], "encoder."), None, parent,
+                 run_label(parent, store))
 
 
 @dataclasses.dataclass
@@ -102,7 +153,7 @@ class _Prepared:
     test_set: AffinityDataset
     device: torch.device
     ctx: DistContext
-    parent: Run | None
+    init: _Init | None
 
 
 def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = True) -> _Prepared:
@@ -122,20 +173,23 @@ def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = Tr
     seed_everything(train.seed, train.deterministic)
     data = read_grid_set(Path(tune.data_path))
     grid = data.grid
-    parent, encoder_state = None, None
+    init = None
     if tune.init == "random":
         model_config = resolve_model_config(config.model)
     elif load_init:
-        parent, model_config, encoder_state = _init_from_run(store, tune.init, config.model, grid)
-        tune = dataclasses.replace(tune, init=parent.id)
+        init = _init_from(store, tune.init, config.model, grid)
+        model_config = init.model
+        tune = dataclasses.replace(tune, init=init.ref)
     else:  # resuming: the run's config is already resolved and `last` holds the weights
         model_config = config.model
     data_path = str(Path(tune.data_path).resolve())
     config = dataclasses.replace(config, grid=grid, model=model_config,
                                  finetune=dataclasses.replace(tune, data_path=data_path))
     model = create_model(model_config, grid.num_channels, "affinity").to(device)
-    if encoder_state is not None:
-        model.encoder.load_state_dict(encoder_state)
+    if init is not None:
+        model.encoder.load_state_dict(init.encoder)
+        if init.head is not None:
+            model.head.load_state_dict(init.head)
     # One optimizer over both groups, built once, whatever is frozen when (rebuilding it when
     # groups changed crashed resumed freeze/unfreeze schedules in the original work); a
     # frozen parameter has no gradient and Adam leaves it and its state alone.
@@ -152,7 +206,7 @@ def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = Tr
     splits = [AffinityDataset(Path(data_path), split, grid, train.seed, rotate=tune.rotate and split == "train",
                               grid_set=data) for split in ("train", "val", "test")]
     task = AffinityTask(splits[0], splits[1], config, device, ctx=ctx)
-    return _Prepared(config, model, optimizer, task, splits[2], device, ctx, parent)
+    return _Prepared(config, model, optimizer, task, splits[2], device, ctx, init)
 
 
 def finish_finetune(run: Run, prepared: _Prepared) -> None:
@@ -189,17 +243,17 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
     ctx, task = prepared.ctx, prepared.task
     reporter = reporter if (reporter is not None and ctx.is_main) else NullReporter()
     config_dict: dict[str, Any] = config_to_dict(prepared.config)
-    run = store.create_run(config_dict,
-                           parent_id=prepared.parent.id if prepared.parent else None) if ctx.is_main else None
+    init = prepared.init
+    run = store.create_run(config_dict, parent_id=init.parent.id if init and init.parent else None
+                           ) if ctx.is_main else None
     tune = prepared.config.finetune
+    start = "" if init is None else (" (encoder and head of an exported model)" if init.head is not None
+                                     else " (its encoder)")
     summary = (f"{len(task.train_set)} train / {len(task.val_set)} val / {len(prepared.test_set)} test complexes; "
-               f"init {tune.init}{' (frozen encoder)' if tune.freeze else ''}")
+               f"init {tune.init}{start}{' (frozen encoder)' if tune.freeze else ''}")
     if run is not None:
-        from lba_cli.compare import run_label
-
         # The parent's label is kept in the child, so it survives the parent's deletion.
-        run.update_status(world_size=ctx.world_size,
-                          parent_label=run_label(prepared.parent, store) if prepared.parent else None)
+        run.update_status(world_size=ctx.world_size, parent_label=init.label if init else None)
         run.log(f"finetune on {tune.data_path}: {summary}")
     reporter.message(summary)
     fit(prepared.model, task, prepared.optimizer, prepared.config.train, run, config_dict, reporter, prepared.device,

@@ -22,6 +22,7 @@ class Stream:
     VAL = 1
     SPLIT = 2
     ORDER = 3
+    TTA = 4  # test-time augmentation: the rotations `lba predict --tta N` averages over
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -99,3 +99,21 @@ def demo_h5s(tmp_path_factory) -> tuple[Path, Path]:
     build_dataset([ATOM3D], root / "atom3d.h5", GridConfig())
     build_dataset([PDBBIND], root / "pdbbind.h5", GridConfig())
     return root / "atom3d.h5", root / "pdbbind.h5"
+
+
+# A model small enough to train in seconds on the coarse grid below (10 voxels of 2 Å).
+TINY_MODEL = ("--arch", "resnet-bottleneck", "--width", "8", "--width", "16", "--epochs", "1", "--batch-size", "3",
+              "--device", "cpu", "--quiet")
+COARSE_GRID = {"box_size_voxels": 10, "resolution_A": 2.0}
+
+
+@pytest.fixture(scope="session")
+def coarse_h5(tmp_path_factory, tiny_pdbbind) -> Path:
+    """The 8 complexes of `tiny_pdbbind` on a coarse grid (fast tiny models), random split."""
+    from lba_cli.choices import SplitKind
+    from lba_cli.config import GridConfig
+    from lba_cli.data.build import build_dataset
+
+    path = tmp_path_factory.mktemp("coarse") / "coarse.h5"
+    build_dataset([tiny_pdbbind], path, GridConfig(**COARSE_GRID), split=SplitKind.random, seed=0)
+    return path

@@ -12,7 +12,7 @@ from lba_cli.cli import app
 runner = CliRunner()
 
 COMMANDS = [["download"], ["voxelize"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"], ["compare"],
-            ["runs", "list"],
+            ["predict"], ["export"], ["runs", "list"],
             ["runs", "show"], ["runs", "rm"], ["runs", "tag"], ["runs", "reindex"]]
 
 
@@ -26,7 +26,7 @@ def test_every_command_has_help_with_an_example(command):
 def test_root_help_lists_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for name in ("voxelize", "pretrain", "finetune", "evaluate", "plot", "compare", "runs"):
+    for name in ("voxelize", "pretrain", "finetune", "evaluate", "plot", "compare", "predict", "export", "runs"):
         assert name in result.output
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import typer
 
 from lba_cli import __version__
-from lba_cli.cli import data_commands, result_commands, run_commands, train_commands
+from lba_cli.cli import data_commands, model_commands, result_commands, run_commands, train_commands
 
 __all__ = ["app", "main"]
 
@@ -22,7 +22,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
     help="Protein-ligand binding affinity with voxel 3D CNNs: voxelize -> pretrain -> finetune -> evaluate -> "
-         "plot / compare.\n\nExit codes: 0 ok, 1 error (bad input or data), 2 usage error.",
+         "plot / compare; predict and export to use a trained model.\n\n"
+         "Exit codes: 0 ok, 1 error (bad input or data), 2 usage error.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -49,6 +50,8 @@ app.command("sweep")(train_commands.sweep)
 app.command("evaluate")(result_commands.evaluate)
 app.command("plot")(result_commands.plot)
 app.command("compare")(result_commands.compare)
+app.command("predict")(model_commands.predict)
+app.command("export")(model_commands.export)
 app.add_typer(run_commands.runs_app, name="runs")
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -18,7 +19,7 @@ from rich.table import Table
 from lba_cli.errors import LbaError
 
 __all__ = ["stdout", "stderr", "friendly_errors", "dump_json", "RunsDir", "Quiet", "OutputFormat",
-           "render_frame", "store_from"]
+           "render_frame", "store_from", "reading_status", "print_reading_report"]
 
 _TABLE_WIDTH_WHEN_PIPED = 10_000  # never wrap a cell (a run id) when the output goes to a file or a pipe
 # Piped output is read by tools and wide logs, not 80-column terminals: do not squeeze tables.
@@ -100,3 +101,30 @@ def render_frame(frame: Any, fmt: OutputFormat, title: str | None = None) -> Non
         for row in frame.iter_rows():
             table.add_row(*(_fmt(v) for v in row))
         stdout.print(table)
+
+
+@contextlib.contextmanager
+def reading_status(quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A live "reading complexes: N (id)" line on a terminal; yields the callback that counts."""
+    live = not quiet and stderr.is_terminal
+    with stderr.status("reading complexes") if live else contextlib.nullcontext() as status:
+        count = 0
+
+        def seen(complex_id: str) -> None:
+            nonlocal count
+            count += 1
+            if status is not None:
+                status.update(f"reading complexes: {count} ({complex_id})")
+
+        yield seen
+
+
+def print_reading_report(messages: list[str], notes: list[tuple[str, str]], skipped: list[Any]) -> None:
+    """What reading sources found, on stderr: messages, per-complex notes and each skipped
+    complex with its stage and reason."""
+    for message in messages:
+        stderr.print(f"[cyan]note:[/] {message}", highlight=False)
+    for complex_id, note in notes:
+        stderr.print(f"[dim]{complex_id}: {note}[/]", highlight=False)
+    for item in skipped:
+        stderr.print(f"[yellow]skipped[/] {item.complex_id} ({item.stage}): {item.reason}", highlight=False)

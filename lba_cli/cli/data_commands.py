@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from lba_cli.choices import LabelUnit, SourceFormat, SplitKind
-from lba_cli.cli.common import Quiet, friendly_errors, stderr, stdout
+from lba_cli.cli.common import Quiet, friendly_errors, print_reading_report, reading_status, stderr, stdout
 from lba_cli.cli.options import ConfigOptions, config_overrides
 
 Grid = ConfigOptions()  # voxelize builds a GridConfig only
@@ -58,23 +57,10 @@ def voxelize(
     from lba_cli.data.build import build_dataset, write_skip_report
 
     grid = GridConfig(**config_overrides(voxelize, locals()).get("grid", {}))
-    live = not quiet and stderr.is_terminal
-    with stderr.status("reading complexes") if live else contextlib.nullcontext() as status:
-        counter = {"n": 0}
-
-        def seen(complex_id: str) -> None:
-            counter["n"] += 1
-            if status is not None:
-                status.update(f"reading complexes: {counter['n']} ({complex_id})")
-
+    with reading_status(quiet) as seen:
         result = build_dataset(sources, output, grid, fmt=fmt, split=split, seed=seed or 0, on_complex=seen,
                                label_field=label_field, label_unit=label_unit)
-    for message in result.messages:
-        stderr.print(f"[cyan]note:[/] {message}", highlight=False)
-    for complex_id, note in result.notes:
-        stderr.print(f"[dim]{complex_id}: {note}[/]", highlight=False)
-    for item in result.skipped:
-        stderr.print(f"[yellow]skipped[/] {item.complex_id} ({item.stage}): {item.reason}", highlight=False)
+    print_reading_report(result.messages, result.notes, result.skipped)
     if report is not None:
         write_skip_report(report, result.skipped)
     counts = ", ".join(f"{split} {n}" for split, n in result.counts.items())

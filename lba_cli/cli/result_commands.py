@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lba_cli.choices import HEADLINE_METRICS, RunKind, SplitName
+from lba_cli.choices import HEADLINE_METRICS, EvaluationSplit, RunKind, SplitName
 from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
 from lba_cli.cli.options import Finetune
 
@@ -38,7 +38,9 @@ def _report_skipped(skipped: list[tuple[str, str]]) -> None:
 @friendly_errors
 def evaluate(
     runs: Runs,
-    split: Annotated[SplitName, typer.Option("--split", help="Split to evaluate.")] = SplitName.test,
+    split: Annotated[Optional[EvaluationSplit], typer.Option(
+        "--split", help="Split to evaluate; all: every complex of the file (default: test on the run's own data, all "
+                        "on --data from elsewhere).", show_default=False)] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file (default: the run's own).",
                                                  exists=True, dir_okay=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
@@ -48,35 +50,39 @@ def evaluate(
     """Whole-split MAE, RMSE, Pearson r and Spearman ρ of fine-tuned runs; saves predictions.
 
     Example: [bold]lba evaluate 20261130-101500-ab12 --split test[/]
+    (or, on an outside data set, every complex of it: lba evaluate RUN --data other.h5)
     """
     import polars as pl
 
     from lba_cli.compare import collect_runs, labels_for
     from lba_cli.evaluate import evaluate_baselines, evaluate_run
+    from lba_cli.metrics import MIN_CORRELATION_SIZE
 
     store = store_from(runs_dir)
     found, skipped = collect_runs(store, runs)
     _report_skipped(skipped)
     labels, _ = labels_for(found, store) if found else ([], "")
-    results, data_files = [], []
+    results, scored = [], {}
     for run, label in zip(found, labels):
         if run.status["status"] != "completed":
             stderr.print(f"[yellow]warning:[/] run {run.id} is {run.status['status']}: evaluating its best epoch so "
                          "far",
                          highlight=False)
-        result = evaluate_run(store, str(run.path), split.value, data, device or "auto")
+        result = evaluate_run(store, str(run.path), split.value if split else None, data, device or "auto")
         stderr.print(f"predictions: {result.path}", highlight=False)
-        if result.metrics["n"] < 3:
-            stderr.print(f"[yellow]note:[/] {split.value} has {int(result.metrics['n'])} complex(es): correlations "
-                         "are undefined (nan)", highlight=False)
+        if result.metrics["n"] < MIN_CORRELATION_SIZE:
+            stderr.print(f"[yellow]note:[/] {result.split} has {int(result.metrics['n'])} complex(es): correlations "
+                         f"need at least {MIN_CORRELATION_SIZE} and are undefined (nan)", highlight=False)
         results.append((label, result))
-        used = data or Path(run.config["finetune"]["data_path"])
-        if used.resolve() not in data_files:
-            data_files.append(used.resolve())
-    for path in data_files:  # context: what trivial predictors score on the same complexes
-        results.extend((result.run_id, result) for result in evaluate_baselines(path, split.value))
+        own = Path(run.config["finetune"]["data_path"]).resolve()
+        # the baselines are fitted on the training split the run learnt from, and scored on the same complexes
+        scored.setdefault(((data or own).resolve(), result.split, own), None)
+    for path, split_name, train_path in scored:
+        results.extend((result.run_id, result) for result in evaluate_baselines(path, split_name,
+                                                                                train_path=train_path))
+    splits = sorted({result.split for _, result in results})
     render_frame(pl.DataFrame([r.as_row(label) for label, r in results]), fmt,
-                 title=f"{split.value} metrics (95 % bootstrap intervals)")
+                 title=f"{', '.join(splits)} metrics (95 % bootstrap intervals)")
 
 
 @friendly_errors

@@ -64,24 +64,29 @@ class AffinityDataset(Dataset):
     """The complexes of one split of an `lba voxelize` file, as atoms in their box frame.
 
     Args:
-        path: the HDF5 file.
-        split: ``train``, ``val`` or ``test``.
+        path: the HDF5 file (only named in messages when ``grid_set`` is given).
+        split: ``train``, ``val``, ``test`` or ``all`` (every complex).
         grid: voxelization settings of the model (channels must be those of the file).
         seed: run seed.
         rotate: give each example a fresh uniformly random rotation every epoch, drawn from
-            ``sample_rng(seed, TRAIN, epoch, index)``; without it the file's orientation is used.
+            ``sample_rng(seed, stream, epoch, index)``; without it the file's orientation is used.
+        grid_set: the file's contents already in memory (or complexes that never were in a
+            file, as `lba predict` reads them).
+        stream: the `lba_cli.seeding.Stream` of the rotations (``TRAIN`` for augmentation,
+            ``TTA`` for test-time augmentation).
 
     Raises:
         DataError: if the split is empty.
     """
 
     def __init__(self, path: Path, split: str, grid: GridConfig, seed: int = 0, rotate: bool = False,
-                 grid_set: GridSet | None = None) -> None:
+                 grid_set: GridSet | None = None, stream: int = Stream.TRAIN) -> None:
         self.path = Path(path)
         self.split = split
         self.grid = grid
         self.seed = seed
         self.rotate = rotate
+        self.stream = stream
         self.epoch = 0
         self._data = grid_set
         data = self._load()
@@ -106,6 +111,14 @@ class AffinityDataset(Dataset):
         state["_data"] = None  # each worker reads the file itself
         return state
 
+    def rotated(self, seed: int, stream: int) -> AffinityDataset:
+        """The same complexes, each turned by a uniformly random rotation per epoch drawn from
+        ``sample_rng(seed, stream, epoch, row)`` (a shallow copy: the data is shared)."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)  # not copy.copy: __getstate__ drops the data for workers
+        copy.rotate, copy.seed, copy.stream = True, seed, stream
+        return copy
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose rotations `__getitem__` draws."""
         self.epoch = epoch
@@ -129,6 +142,6 @@ class AffinityDataset(Dataset):
         xyz, numbers, flags = data.atoms(row)
         local = xyz.astype(np.float64) - data.center_A[row]
         if self.rotate:
-            local = local @ random_rotation(sample_rng(self.seed, Stream.TRAIN, self.epoch, row))
+            local = local @ random_rotation(sample_rng(self.seed, self.stream, self.epoch, row))
         return {"xyz_A": local.astype(np.float32), "channel": self._lookup[numbers], "is_protein": flags,
                 "affinity_pk": np.float32(data.affinity_pk[row]), "index": position}

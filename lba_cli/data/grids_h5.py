@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from lba_cli.atomic import atomic_path
+from lba_cli.choices import ALL_COMPLEXES
 from lba_cli.config import GridConfig, format_channels, parse_channels
 from lba_cli.errors import DataError
 
@@ -102,7 +103,9 @@ class GridSet:
         return self.xyz_A[lo:hi], self.atomic_number[lo:hi], self.is_protein[lo:hi]
 
     def indices(self, split: str) -> np.ndarray:
-        """Row indices of one split, int64 array."""
+        """Row indices of one split (``all``: every row), int64 array."""
+        if split == ALL_COMPLEXES:
+            return np.arange(len(self.ids), dtype=np.int64)
         return np.flatnonzero(self.split == split)
 
 
