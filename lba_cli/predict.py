@@ -107,7 +107,8 @@ def resolve_predictors(store: RunStore, refs: list[str], group: str | None = Non
         store: the run store.
         refs: run ids, prefixes, names, run directories or exported model folders.
         group: a group of runs: the ``NAME`` of their ``group:NAME`` tag (as ``lba finetune
-            --seeds`` tags replicates; see ``lba runs list``) or any tag they share.
+            --seeds`` tags replicates; see ``lba runs list``) or any tag they share; its
+            fine-tuning runs are taken.
 
     Raises:
         RunNotFoundError: for an unknown reference or a group with no runs.
@@ -122,9 +123,10 @@ def resolve_predictors(store: RunStore, refs: list[str], group: str | None = Non
             run = store.resolve(ref, kind=RunKind.finetune.value)
             predictors.append(Predictor(run.id, run.name or run.id, run.config, run=run))
     if group:
-        rows = store.index_rows(tags=[f"group:{group}"]) or store.index_rows(tags=[group])
+        kind = RunKind.finetune.value  # a sweep's group holds its pre-training runs too
+        rows = store.index_rows(kind=kind, tags=[f"group:{group}"]) or store.index_rows(kind=kind, tags=[group])
         if not rows:
-            raise RunNotFoundError(f"no run carries the tag group:{group} or {group}\n"
+            raise RunNotFoundError(f"no fine-tuning run carries the tag group:{group} or {group}\n"
                                    "expected: a replicate group (lba runs list shows the tags) or a tag you gave runs")
         for row in rows:
             run = store.resolve(row["id"])
@@ -245,13 +247,13 @@ def predict_complexes(
         del model
     stacked = np.stack(list(per_model.values()))  # (K models, M complexes)
     spread = np.std(stacked, axis=0, ddof=1) if len(stacked) > 1 else np.full(stacked.shape[1], np.nan)
-    measured = data.affinity_pk.astype(np.float64)
+    measured = [r.affinity_pk for r in boxed.records]  # as read (float64), not the float32 of the file layout
     frame = pl.DataFrame({
         "id": data.ids.tolist(),
         "predicted_pk": stacked.mean(axis=0),
         "std": [None if math.isnan(v) else float(v) for v in spread],
         "n_models": [len(stacked)] * len(data),
-        "affinity_pk": [None if math.isnan(v) else float(v) for v in measured],
+        "affinity_pk": measured,
         "source": data.source.tolist(),
     }, schema=PREDICTIONS_SCHEMA)
     return PredictionReport(frame, per_model, skipped, [(r.complex_id, n) for r in boxed.records for n in r.notes],

@@ -191,7 +191,7 @@ ERROR_CASES = [
     ("unknown-run", ["no-such-run", "MANIFEST"], 1, "no run matches 'no-such-run'"),
     ("mistyped-source", ["rep-s0", "protien.pdb", "ligands.sdf"], 1, "source not found: protien.pdb"),
     ("bad-output", ["rep-s0", "MANIFEST", "-o", "p.txt"], 1, "expected: a .csv or .json file"),
-    ("unknown-group", ["--group", "nope", "MANIFEST"], 1, "no run carries the tag group:nope"),
+    ("unknown-group", ["--group", "nope", "MANIFEST"], 1, "no fine-tuning run carries the tag group:nope"),
 ]
 
 
