@@ -22,6 +22,7 @@ class Stream:
     VAL = 1
     SPLIT = 2
     ORDER = 3
+    PILOT = 4
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
