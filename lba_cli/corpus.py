@@ -16,16 +16,17 @@ Layout (format ``lba-corpus``, version 1). S structures, A atoms, Z zones, Q cha
     /structures/atom_offset    (S + 1,)  int64    structure i owns atoms [offset[i], offset[i+1])
     /structures/zone_offset    (S + 1,)  int64    ... and zones [offset[i], offset[i+1])
     /structures/chain_offset   (S + 1,)  int64    ... and chains [offset[i], offset[i+1])
-    /atoms/xyz_A               (A, 3)    float32  heavy atoms (no hydrogens, no waters), Å
-    /atoms/atomic_number       (A,)      uint8    0 = unknown element
-    /atoms/occupancy           (A,)      float32  from the file, in [0, 1]
-    /zones/center_A            (Z, 3)    float32  zone centres in the structure's frame, Å
-    /zones/direction_mask      (Z,)      uint64   dense neighbour directions, bit j for
-                                                  `lba_cli.zones.NEIGHBOR_DIRECTIONS[j]`
+    /atoms                     (A,)      `ATOM_DTYPE` records, heavy atoms (no hydrogens, no waters):
+                                         xyz_A (3,) float32 Å; atomic_number uint8 (0 = unknown);
+                                         occupancy float32 from the file, in [0, 1]
+    /zones                     (Z,)      `ZONE_DTYPE` records: center_A (3,) float32, zone centre in
+                                         the structure's frame, Å; direction_mask uint64, dense
+                                         neighbour directions, bit j for
+                                         `lba_cli.zones.NEIGHBOR_DIRECTIONS[j]`
     /chains/sequence           (Q,)      str      one-letter polymer sequences (>= 10 residues)
 
 Atom and zone datasets are chunked and compressed, so a reader touches only the chunks of
-the structure it samples. Every structure has at least one zone (structures without any
+the structure it samples; fields are stored as records so that one structure is two reads. Every structure has at least one zone (structures without any
 are skipped and reported, not written). Only `build_corpus` writes the file, to a
 temporary name renamed when complete; readers open it read-only, lazily, once per process.
 """
@@ -58,13 +59,17 @@ __all__ = [
     "structure_id",
     "is_corpus_file",
     "write_corpus_report",
+    "ATOM_DTYPE",
+    "ZONE_DTYPE",
 ]
 
 FORMAT_NAME = "lba-corpus"
 FORMAT_VERSION = 1
 _CHUNK_ROWS = 4096
 _CACHE_BYTES = 64 * 2**20
-_READ_DATASETS = ("atoms/xyz_A", "atoms/atomic_number", "atoms/occupancy", "zones/center_A", "zones/direction_mask")
+ATOM_DTYPE = np.dtype([("xyz_A", np.float32, (3,)), ("atomic_number", np.uint8), ("occupancy", np.float32)])
+ZONE_DTYPE = np.dtype([("center_A", np.float32, (3,)), ("direction_mask", np.uint64)])
+_READ_DATASETS = ("atoms", "zones")
 _PDB_CODE = re.compile(r"^([0-9][0-9a-zA-Z]{3})(?:[_.\-]|$)")
 _SETTINGS_ATTRS = ("view_size_A", "max_pad_A", "min_density_per_nm3", "density_radius_A", "zone_spacing_A", "bin_A",
                    "max_density_per_nm3")
@@ -224,11 +229,8 @@ class _Writer:
         text = h5py.string_dtype("utf-8")
         opts = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
         self.f = f
-        self.xyz = f.create_dataset("atoms/xyz_A", (0, 3), np.float32, maxshape=(None, 3), chunks=(_CHUNK_ROWS, 3), **opts)
-        self.numbers = f.create_dataset("atoms/atomic_number", (0,), np.uint8, maxshape=(None,), chunks=(_CHUNK_ROWS,), **opts)
-        self.occupancy = f.create_dataset("atoms/occupancy", (0,), np.float32, maxshape=(None,), chunks=(_CHUNK_ROWS,), **opts)
-        self.centers = f.create_dataset("zones/center_A", (0, 3), np.float32, maxshape=(None, 3), chunks=(_CHUNK_ROWS, 3), **opts)
-        self.masks = f.create_dataset("zones/direction_mask", (0,), np.uint64, maxshape=(None,), chunks=(_CHUNK_ROWS,), **opts)
+        self.atoms = f.create_dataset("atoms", (0,), ATOM_DTYPE, maxshape=(None,), chunks=(_CHUNK_ROWS,), **opts)
+        self.zones = f.create_dataset("zones", (0,), ZONE_DTYPE, maxshape=(None,), chunks=(_CHUNK_ROWS,), **opts)
         self.sequences = f.create_dataset("chains/sequence", (0,), text, maxshape=(None,), chunks=(1024,), **opts)
         self.names: list[str] = []
         self.sources: list[str] = []
@@ -241,11 +243,12 @@ class _Writer:
         dataset[start:] = values
 
     def add(self, read: _Read) -> None:
-        self._append(self.xyz, read.xyz_A)
-        self._append(self.numbers, read.atomic_number)
-        self._append(self.occupancy, read.occupancy)
-        self._append(self.centers, read.zone_center_A)
-        self._append(self.masks, read.direction_mask)
+        atoms = np.empty(len(read.xyz_A), ATOM_DTYPE)
+        atoms["xyz_A"], atoms["atomic_number"], atoms["occupancy"] = read.xyz_A, read.atomic_number, read.occupancy
+        zones = np.empty(len(read.zone_center_A), ZONE_DTYPE)
+        zones["center_A"], zones["direction_mask"] = read.zone_center_A, read.direction_mask
+        self._append(self.atoms, atoms)
+        self._append(self.zones, zones)
         if read.sequences:
             self._append(self.sequences, np.array(read.sequences, dtype=object))
         self.names.append(read.name)
@@ -281,7 +284,9 @@ def build_corpus(
             split only).
         output: the ``.h5`` to write (atomically).
         settings: how zones are found.
-        workers: processes reading files in parallel (default: all CPUs).
+        workers: processes reading files in parallel (default: all CPUs). They are started
+            by a fork server, so a script calling this needs the usual
+            ``if __name__ == "__main__":`` guard.
         on_structure: called with (done, total, source) after each structure file.
 
     Returns:
@@ -486,8 +491,10 @@ class Corpus:
         d = self._handle()
         lo, hi = int(self.atom_offset[index]), int(self.atom_offset[index + 1])
         zlo, zhi = int(self.zone_offset[index]), int(self.zone_offset[index + 1])
-        value = (d["atoms/xyz_A"][lo:hi], d["atoms/atomic_number"][lo:hi], d["atoms/occupancy"][lo:hi],
-                 d["zones/center_A"][zlo:zhi], d["zones/direction_mask"][zlo:zhi])
+        atoms, zones = d["atoms"][lo:hi], d["zones"][zlo:zhi]
+        value = (np.ascontiguousarray(atoms["xyz_A"]), np.ascontiguousarray(atoms["atomic_number"]),
+                 np.ascontiguousarray(atoms["occupancy"]), np.ascontiguousarray(zones["center_A"]),
+                 np.ascontiguousarray(zones["direction_mask"]))
         size = sum(v.nbytes for v in value)
         if size <= self.cache_bytes_max:
             self._cache[index] = value

@@ -114,7 +114,8 @@ def find_similar(corpus: Sequence[str], queries: Sequence[str], threshold: float
         corpus: chain sequences to test.
         queries: chain sequences to keep away from.
         threshold: identity in [0, 1], e.g. 0.3.
-        workers: processes (default: all CPUs; 1 runs in this process).
+        workers: processes (default: all CPUs; 1 runs in this process), started by a fork
+            server (a script calling this needs an ``if __name__ == "__main__":`` guard).
         on_progress: called with (corpus sequences done, total).
 
     Returns:

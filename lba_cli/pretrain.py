@@ -33,13 +33,14 @@ from lba_cli.loaders import make_loader
 from lba_cli.models import create_model, resolve_model_config
 from lba_cli.neighbors import NeighborPairs, PairSampler, fit_balance, split_structures, worst_overlap_A
 from lba_cli.runs import Run, RunStore, utc_now
-from lba_cli.seeding import seed_everything
+from lba_cli.seeding import Stream, sample_rng, seed_everything
 from lba_cli.train import NullReporter, Reporter, TaskBase, fit
 from lba_cli.voxel import voxelize_batch
 
 __all__ = ["NeighborTask", "pretrain", "read_exclude_ids", "prepare_pretrain", "open_corpus", "exclude_similar"]
 
 _PAIR_PREFIXES = ("home_", "neighbor_")
+PILOT_STRUCTURES = 500
 
 
 class NeighborTask(TaskBase):
@@ -272,8 +273,15 @@ def prepare_pretrain(config: RunConfig) -> _Prepared:
     val_sampler = PairSampler(corpus, val_members, config.grid, task.min_density_per_nm3)
     train_balance = val_balance = None
     if task.balance_shortcut:
-        train_balance = fit_balance(train_sampler, task, train.seed, task.pilot_pairs, train=True)
-        val_balance = fit_balance(train_sampler, task, train.seed, task.pilot_pairs, train=False)
+        # Pilot pairs come from a random subset of at most PILOT_STRUCTURES training
+        # structures: it fits in the read cache, so start-up does not grow with the corpus.
+        pilot_members = train_members
+        if len(pilot_members) > PILOT_STRUCTURES:
+            pick = sample_rng(train.seed, Stream.PILOT, 2, 0).choice(len(pilot_members), PILOT_STRUCTURES, replace=False)
+            pilot_members = pilot_members[np.sort(pick)]
+        pilot = PairSampler(corpus, pilot_members, config.grid, task.min_density_per_nm3)
+        train_balance = fit_balance(pilot, task, train.seed, task.pilot_pairs, train=True)
+        val_balance = fit_balance(pilot, task, train.seed, task.pilot_pairs, train=False)
     config = dataclasses.replace(config, model=resolve_model_config(config.model))
     model = create_model(config.model, config.grid.num_channels, "neighbor").to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)

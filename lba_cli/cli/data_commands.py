@@ -122,8 +122,13 @@ def corpus(
             progress.update(task, completed=done, total=total, description=Path(source).name)
 
         result = build_corpus(sources, output, settings, workers=workers, on_structure=seen)
-    for source, reason in result.skipped:
+    shown = 20
+    for source, reason in result.skipped[:shown]:
         stderr.print(f"[yellow]left out[/] {source}: {reason}", highlight=False)
+    if len(result.skipped) > shown:
+        stderr.print(f"[yellow]... and {len(result.skipped) - shown} more[/]"
+                     + (f" (all in {report})" if report is not None else " (--report FILE.csv lists them all)"),
+                     highlight=False)
     if report is not None:
         write_corpus_report(report, result.skipped)
     rate = (result.num_structures + len(result.skipped)) / max(result.elapsed_s, 1e-9)
