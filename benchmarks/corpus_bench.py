@@ -42,7 +42,8 @@ start = time.monotonic()
 from lba_cli.config import ModelConfig, NeighborConfig, RunConfig, TrainConfig
 from lba_cli.pretrain import prepare_pretrain
 config = RunConfig(kind="pretrain", structures=(sys.argv[1],), model=ModelConfig(arch="resnet-bottleneck"),
-                   neighbor=NeighborConfig(epoch_size=1024, val_size=256), train=TrainConfig(batch_size=32, device="cpu"))
+                   neighbor=NeighborConfig(epoch_size=1024, val_size=256),
+                   train=TrainConfig(batch_size=32, device="cpu"))
 prepared = prepare_pretrain(config)
 model, task = prepared.model, prepared.task
 model.train()
@@ -90,7 +91,8 @@ def main() -> None:
         zoned = [Path(s) for s in Corpus(root / "bm5.h5").sources]
         small, large = args.sizes
         starts = {}
-        for label, size in (("1k" if small == 1000 else str(small), small), ("10k" if large == 10000 else str(large), large)):
+        labels = {1000: "1k", 10000: "10k"}
+        for label, size in ((labels.get(small, str(small)), small), (labels.get(large, str(large)), large)):
             folder = root / f"structures_{size}"
             folder.mkdir()
             for i in range(size):

@@ -26,9 +26,10 @@ Layout (format ``lba-corpus``, version 1). S structures, A atoms, Z zones, Q cha
     /chains/sequence           (Q,)      str      one-letter polymer sequences (>= 10 residues)
 
 Atom and zone datasets are chunked and compressed, so a reader touches only the chunks of
-the structure it samples; fields are stored as records so that one structure is two reads. Every structure has at least one zone (structures without any
-are skipped and reported, not written). Only `build_corpus` writes the file, to a
-temporary name renamed when complete; readers open it read-only, lazily, once per process.
+the structure it samples; fields are stored as records so that one structure is two reads.
+Every structure has at least one zone (structures without any are skipped and reported,
+not written). Only `build_corpus` writes the file, to a temporary name renamed when
+complete; readers open it read-only, lazily, once per process.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lba_cli.atomic import atomic_path
 from lba_cli.data.atoms import is_structure_file
 from lba_cli.errors import DataError, LbaError
 from lba_cli.zones import ZoneSettings, find_zones
@@ -315,7 +317,6 @@ def build_corpus(
     files = collect_structure_files(other) if other else []
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     report = CorpusReport(output)
     total = len(files) + len(h5_sources)
     done = 0
@@ -326,49 +327,45 @@ def build_corpus(
         else:
             writer.add(read)
 
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["lba_version"] = __version__
-            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            f.attrs["sources"] = json.dumps([str(s) for s in sources])
-            for name, value in asdict(settings).items():
-                f.attrs[name] = np.nan if value is None else value
-            writer = _Writer(f)
-            for path in h5_sources:
-                for read in _iter_voxelize_file(path, settings):
-                    take(read)
+    with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["lba_version"] = __version__
+        f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        f.attrs["sources"] = json.dumps([str(s) for s in sources])
+        for name, value in asdict(settings).items():
+            f.attrs[name] = np.nan if value is None else value
+        writer = _Writer(f)
+        for path in h5_sources:
+            for read in _iter_voxelize_file(path, settings):
+                take(read)
+            done += 1
+            if on_structure:
+                on_structure(done, total, str(path))
+        workers = max(1, workers or os.cpu_count() or 1)
+        jobs = [(str(p), settings) for p in files]
+        if workers == 1 or len(jobs) < 4:
+            results = map(_read_job, jobs)
+            pool = None
+        else:
+            pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
+            results = pool.map(_read_job, jobs, chunksize=4)
+        try:
+            for read in results:
+                take(read)
                 done += 1
                 if on_structure:
-                    on_structure(done, total, str(path))
-            workers = max(1, workers or os.cpu_count() or 1)
-            jobs = [(str(p), settings) for p in files]
-            if workers == 1 or len(jobs) < 4:
-                results = map(_read_job, jobs)
-                pool = None
-            else:
-                pool = ProcessPoolExecutor(workers, mp_context=_worker_context())
-                results = pool.map(_read_job, jobs, chunksize=4)
-            try:
-                for read in results:
-                    take(read)
-                    done += 1
-                    if on_structure:
-                        on_structure(done, total, read.source)
-            finally:
-                if pool is not None:
-                    pool.shutdown(cancel_futures=True)
-            if not writer.names:
-                reasons = "; ".join(f"{s}: {r}" for s, r in report.skipped[:5])
-                raise DataError(f"no structure with a dense zone in {', '.join(map(str, sources))}\n{reasons}")
-            writer.close()
-            report.num_structures = len(writer.names)
-            report.num_zones = int(writer.zone_offset[-1])
-            report.num_atoms = int(writer.atom_offset[-1])
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+                    on_structure(done, total, read.source)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        if not writer.names:
+            reasons = "; ".join(f"{s}: {r}" for s, r in report.skipped[:5])
+            raise DataError(f"no structure with a dense zone in {', '.join(map(str, sources))}\n{reasons}")
+        writer.close()
+        report.num_structures = len(writer.names)
+        report.num_zones = int(writer.zone_offset[-1])
+        report.num_atoms = int(writer.atom_offset[-1])
     report.elapsed_s = time.monotonic() - started
     return report
 
@@ -377,13 +374,10 @@ def write_corpus_report(path: Path, skipped: list[tuple[str, str]]) -> None:
     """Write the structures left out as CSV (columns source, reason), atomically."""
     import csv
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(("source", "reason"))
         writer.writerows(skipped)
-    os.replace(tmp, path)
 
 
 class Corpus:

@@ -244,7 +244,8 @@ class ShortcutBalance:
         cosine = np.einsum("pki,pi->pk", cues, FACE_DIRECTIONS[labels]) / np.maximum(magnitude, 1e-12)
         num_cosine = self.factors.shape[2]
         columns = np.clip(((cosine + 1.0) / 2.0 * num_cosine).astype(np.int64), 0, num_cosine - 1)
-        rows = np.stack([np.searchsorted(self.magnitude_edges[k], magnitude[:, k]) for k in range(cues.shape[1])], axis=1)
+        rows = np.stack([np.searchsorted(self.magnitude_edges[k], magnitude[:, k]) for k in range(cues.shape[1])],
+                        axis=1)
         return rows, columns
 
     def probability(self, cues: np.ndarray, label: int) -> float:

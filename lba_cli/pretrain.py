@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lba_cli.config import GridConfig, NeighborConfig, RunConfig, config_to_dict, read_exclude_ids  # noqa: F401
 from lba_cli.corpus import Corpus, build_corpus, is_corpus_file
-from lba_cli.errors import ConfigError, DataError
 from lba_cli.devices import autocast_context
 from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed
+from lba_cli.errors import ConfigError, DataError
 from lba_cli.loaders import make_loader
 from lba_cli.models import create_model, resolve_model_config
 from lba_cli.neighbors import NeighborPairs, PairSampler, fit_balance, split_structures, worst_overlap_A
@@ -256,7 +255,8 @@ def prepare_pretrain(config: RunConfig) -> _Prepared:
         unmatched = sorted(exclude_ids - matched)
         if unmatched:
             skipped.append(("--exclude-ids", f"{len(unmatched)} of {len(exclude_ids)} ids match no structure "
-                                             f"(e.g. {', '.join(unmatched[:5])}); ids are lower-case PDB codes or file stems"))
+                                             f"(e.g. {', '.join(unmatched[:5])}); ids are lower-case PDB codes or "
+                                             "file stems"))
         members = members[~hit]
     num_similar = 0
     if config.exclude_similar_to:
@@ -277,7 +277,8 @@ def prepare_pretrain(config: RunConfig) -> _Prepared:
         # structures: it fits in the read cache, so start-up does not grow with the corpus.
         pilot_members = train_members
         if len(pilot_members) > PILOT_STRUCTURES:
-            pick = sample_rng(train.seed, Stream.PILOT, 2, 0).choice(len(pilot_members), PILOT_STRUCTURES, replace=False)
+            rng = sample_rng(train.seed, Stream.PILOT, 2, 0)
+            pick = rng.choice(len(pilot_members), PILOT_STRUCTURES, replace=False)
             pilot_members = pilot_members[np.sort(pick)]
         pilot = PairSampler(corpus, pilot_members, config.grid, task.min_density_per_nm3)
         train_balance = fit_balance(pilot, task, train.seed, task.pilot_pairs, train=True)
@@ -300,7 +301,8 @@ def prepare_pretrain(config: RunConfig) -> _Prepared:
     if overlap > 0:
         notes["warnings"].append(
             f"the views can overlap: turned by up to {task.angle_deg:g}°, the neighbour view can reach up to "
-            f"{overlap:.1f} Å into the home view at padding {task.pad_min_A:g} Å (view edge {config.grid.box_size_A:g} Å); "
+            f"{overlap:.1f} Å into the home view at padding {task.pad_min_A:g} Å (view edge "
+            f"{config.grid.box_size_A:g} Å); "
             "the two grids then share atoms")
     for name, balance in (("training", train_balance), ("validation", val_balance)):
         if balance is not None:
@@ -336,7 +338,8 @@ def pretrain(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
                                             if "--exclude-similar-to" in r])
         run.log(f"pretrain on {notes['num_structures']} structures ({notes['num_train_structures']} train, "
                 f"{notes['num_val_structures']} val; {notes['num_train_zones']} / {notes['num_val_zones']} zones), "
-                f"{notes['num_skipped_structures']} left out, {notes['num_excluded_similar']} of them by sequence identity")
+                f"{notes['num_skipped_structures']} left out, {notes['num_excluded_similar']} of them by sequence "
+                "identity")
         for path, reason in notes["skipped"]:
             run.log(f"left out {path}: {reason}")
         for line in notes["balance"]:
@@ -345,7 +348,8 @@ def pretrain(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
             run.log(f"warning: {line}")
     reporter.message(f"{notes['num_structures']} structures ({notes['num_train_structures']} train / "
                      f"{notes['num_val_structures']} val), {notes['num_skipped_structures']} left out"
-                     + (f" ({notes['num_excluded_similar']} by sequence identity)" if notes["num_excluded_similar"] else "")
+                     + (f" ({notes['num_excluded_similar']} by sequence identity)"
+                        if notes["num_excluded_similar"] else "")
                      + f"; task {prepared.config.neighbor.label}")
     for line in notes["warnings"]:
         reporter.message(f"warning: {line}")

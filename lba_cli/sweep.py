@@ -128,8 +128,8 @@ def run_sweep(plan: SweepPlan, store: RunStore, reporter: Reporter | None = None
     write_text_atomic(plan.output_dir / "sweep.md", _markdown(result.table))
     from lba_cli.plots import plot_sweep, save_plot
 
-    result.figure_path = save_plot(plot_sweep(sweep_frame(result.runs, result.pretrains)), plan.output_dir / "sweep.png",
-                                   9.0, 8.0)
+    figure = plot_sweep(sweep_frame(result.runs, result.pretrains))
+    result.figure_path = save_plot(figure, plan.output_dir / "sweep.png", 9.0, 8.0)
     result.manifest_path = _write_manifest(plan, result)
     return result
 

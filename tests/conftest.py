@@ -107,8 +107,8 @@ def write_block_pdb(path: Path, edge_A: float = 56.0, spacing_A: float = 2.63, s
     axis = np.arange(0.0, edge_A, spacing_A)
     xyz = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)  # (X, Y, Z, 3) -> (N, 3)
     xyz = xyz + rng.uniform(-0.3, 0.3, xyz.shape)
-    lines = [f"HETATM{(i % 99999) + 1:5d}  C   BLK A{(i % 9999) + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C"
-             for i, (x, y, z) in enumerate(xyz)]
+    lines = [f"HETATM{(i % 99999) + 1:5d}  C   BLK A{(i % 9999) + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00"
+             "           C" for i, (x, y, z) in enumerate(xyz)]
     path.write_text("\n".join(lines) + "\nEND\n")
     return path
 

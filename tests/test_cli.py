@@ -11,7 +11,8 @@ from lba_cli.cli import app
 
 runner = CliRunner()
 
-COMMANDS = [["download"], ["voxelize"], ["corpus"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"], ["compare"],
+COMMANDS = [["download"], ["voxelize"], ["corpus"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"],
+            ["compare"],
             ["runs", "list"],
             ["runs", "show"], ["runs", "rm"], ["runs", "tag"], ["runs", "reindex"]]
 

@@ -1,4 +1,4 @@
-"""The pre-training corpus: zones, the file layout, lazy reads, skips and refusals."""
+"""The pre-training corpus: the file layout, lazy reads, skips and refusals."""
 
 from __future__ import annotations
 
@@ -6,50 +6,10 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import write_block_pdb
 
 from lba_cli.corpus import Corpus, build_corpus, is_corpus_file, structure_id
 from lba_cli.errors import DataError
-from lba_cli.zones import (
-    NEIGHBOR_DIRECTIONS,
-    ZoneSettings,
-    density_at,
-    density_grid,
-    find_zones,
-    local_density_per_nm3,
-    nearest_direction,
-)
-
-from conftest import write_block_pdb
-
-
-def test_direction_lattice_is_64_spread_unit_vectors():
-    assert NEIGHBOR_DIRECTIONS.shape == (64, 3)
-    assert np.allclose(np.linalg.norm(NEIGHBOR_DIRECTIONS, axis=1), 1.0)
-    cosines = NEIGHBOR_DIRECTIONS @ NEIGHBOR_DIRECTIONS.T - 2 * np.eye(64)
-    assert np.degrees(np.arccos(cosines.max())) > 20  # no two closer than 20°
-    assert np.array_equal(nearest_direction(NEIGHBOR_DIRECTIONS * 3.0), np.arange(64))
-
-
-def test_smoothed_density_matches_exact_counts():
-    rng = np.random.default_rng(0)
-    xyz = rng.uniform(0, 40, size=(3500, 3))  # ~55 atoms/nm³
-    density, origin = density_grid(xyz, None, 10.5, 2.0, margin_A=12.0)
-    points = rng.uniform(12, 28, size=(20, 3))
-    exact = local_density_per_nm3(xyz, None, points, 10.5)
-    assert np.allclose(density_at(density, origin, 2.0, points), exact, rtol=0.06)
-    weights = np.full(len(xyz), 0.5)
-    assert np.allclose(local_density_per_nm3(xyz, weights, points, 10.5), exact / 2)
-
-
-def test_zones_need_a_dense_home_and_a_dense_neighbour():
-    rng = np.random.default_rng(0)
-    block = rng.uniform(0, 56, size=(9000, 3))
-    zones = find_zones(block, None, ZoneSettings())
-    assert len(zones) > 0 and (zones.direction_mask != 0).all()
-    home = local_density_per_nm3(block, None, zones.center_A, 10.5)
-    assert home.min() > 30  # interpolated density at the zone reached 40; exact is close
-    small = rng.uniform(0, 25, size=(850, 3))  # a small protein: dense, but no neighbour 21 Å away is
-    assert len(find_zones(small, None, ZoneSettings())) == 0
 
 
 def test_structure_ids():
@@ -74,7 +34,8 @@ def test_build_writes_zones_sequences_and_reports_skips(tmp_path, bm5_subset):
     sequences = corpus.read_sequences()
     assert all(len(max(chains, key=len)) > 100 for chains in sequences)  # receptor chains, from files without SEQRES
     xyz, numbers, occupancy = corpus.read_atoms(0)
-    assert xyz.shape == (corpus.atom_offset[1], 3) and (numbers > 1).all() and ((0 <= occupancy) & (occupancy <= 1)).all()
+    assert xyz.shape == (corpus.atom_offset[1], 3) and (numbers > 1).all()
+    assert ((0 <= occupancy) & (occupancy <= 1)).all()
     with pytest.raises(DataError, match="already a corpus"):
         build_corpus([report.output], tmp_path / "again.h5")
 
@@ -121,8 +82,9 @@ def test_whole_protein_voxelize_files_give_their_training_split_only(tmp_path, b
         xyz = table.select("x_A", "y_A", "z_A").to_numpy()
         atoms.append((xyz, table["atomic_number"].to_numpy(), np.ones(len(xyz), bool)))
     path = tmp_path / "whole.h5"
-    write_grids(path, GridConfig(), ids=["aaaa", "bbbb", "cccc"], affinity_pk=np.zeros(3), split=["train", "val", "test"],
-                protein_group=["a", "b", "c"], source=["x"] * 3, center_A=np.zeros((3, 3)), atoms=atoms,
+    write_grids(path, GridConfig(), ids=["aaaa", "bbbb", "cccc"], affinity_pk=np.zeros(3),
+                split=["train", "val", "test"], protein_group=["a", "b", "c"], source=["x"] * 3,
+                center_A=np.zeros((3, 3)), atoms=atoms,
                 grids=np.zeros((3, 7, 1, 1, 1), np.float32), sources=["x"], lba_version="test",
                 extra_text={"chain_sequences": ["AAAA"] * 3}, atom_extent=ATOM_EXTENT_WHOLE)
     report = build_corpus([path], tmp_path / "c.h5")

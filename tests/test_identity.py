@@ -7,11 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ATOM3D, BM5, require_shared
 
 from lba_cli.errors import DataError
 from lba_cli.identity import MIN_CHAIN_LENGTH, find_similar, sequence_identity
-
-from conftest import ATOM3D, BM5, require_shared
 
 # Human lysozyme (130 residues) and ubiquitin (76), unrelated proteins.
 LYSOZYME = ("KVFERCELARTLKRLGMDGYRGISLANWMCLAKWESGYNTRATNYNAGDRSTDYGIFQINSRYWCNDGKTPGAVNACHLSCSALLQDNIADAVACAKRVVRDPQGI"

@@ -45,7 +45,8 @@ def test_face_rotation_puts_the_label_face_along_the_direction(label):
         assert np.allclose(rotation @ FACE_DIRECTIONS[label], direction, atol=1e-9)
         assert np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-9) and np.isclose(np.linalg.det(rotation), 1.0)
     # the antiparallel case
-    assert np.allclose(face_rotation(-FACE_DIRECTIONS[label], label, 0.3) @ FACE_DIRECTIONS[label], -FACE_DIRECTIONS[label])
+    flipped = face_rotation(-FACE_DIRECTIONS[label], label, 0.3)
+    assert np.allclose(flipped @ FACE_DIRECTIONS[label], -FACE_DIRECTIONS[label])
 
 
 def _sampler(path, members=None, density=40.0):
@@ -175,8 +176,9 @@ def test_worst_overlap_matches_turned_cube_corners():
         bound = worst_overlap_A(21.0, 1.0, angle) + 1.0 + 10.5  # reach of the turned neighbour past its centre
         assert reach <= bound + 1e-6 and reach > bound - 0.3, (angle, reach, bound)
     assert worst_overlap_A(21.0, 1.0, 0.0) == -1.0
-    assert worst_overlap_A(21.0, 1.0, 20.0) == pytest.approx(10.5 * (math.cos(math.radians(20)) +
-                                                                       math.sqrt(2) * math.sin(math.radians(20)) - 1) - 1)
+    alpha = math.radians(20)
+    expected = 10.5 * (math.cos(alpha) + math.sqrt(2) * math.sin(alpha) - 1) - 1
+    assert worst_overlap_A(21.0, 1.0, 20.0) == pytest.approx(expected)
 
 
 # The controls: pairs built to carry the "which side is empty" cue, and pairs that do not.
@@ -269,4 +271,5 @@ def test_a_small_model_learns_the_face_labels_on_real_structures(tmp_path, bm5_s
     run = pretrain(config, RunStore(tmp_path / "runs"))
     metrics = run.read_metrics()
     best = metrics["val/accuracy"].max()
-    assert best > 0.3 and best > metrics["val/shortcut_accuracy"].max() and best > metrics["val/slab_shortcut_accuracy"].max()
+    assert best > 0.3 and best > metrics["val/shortcut_accuracy"].max()
+    assert best > metrics["val/slab_shortcut_accuracy"].max()

@@ -1,4 +1,4 @@
-"""`lba voxelize`."""
+"""`lba voxelize` and `lba corpus`."""
 
 from __future__ import annotations
 
@@ -91,19 +91,30 @@ def voxelize(
 
 @friendly_errors
 def corpus(
-    sources: Annotated[list[Path], typer.Argument(help="Structure files or folders (PDB, mmCIF, PDBQT, .gz), or lba voxelize files of whole proteins (training split only).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Corpus HDF5 file to write.", dir_okay=False, rich_help_panel="Data")],
-    min_density: Annotated[Optional[float], typer.Option("--min-density", help="Atoms per nm³ (occupancy-weighted heavy atoms, in a view's inscribed sphere) needed at home and neighbour centres (default: 40).", rich_help_panel="Zones", show_default=False)] = None,
-    max_pad: Annotated[Optional[float], typer.Option("--max-pad", help="Largest padding, Å, that runs on this corpus may use (default: 6).", rich_help_panel="Zones", show_default=False)] = None,
-    box_size: Annotated[Optional[int], typer.Option("--box-size", help="Voxels per side of the views (default: 21).", rich_help_panel="Zones", show_default=False)] = None,
-    resolution: Annotated[Optional[float], typer.Option("--resolution", help="Voxel edge of the views, Å (default: 1.0).", rich_help_panel="Zones", show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Reading processes (default: all CPUs).", rich_help_panel="System", show_default=False)] = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write the structures left out to this CSV (source, reason).", dir_okay=False, rich_help_panel="Data")] = None,
+    sources: Annotated[list[Path],
+                       typer.Argument(help="Structure files or folders (PDB, mmCIF, PDBQT, .gz), or lba voxelize "
+                                           "files of whole proteins (training split only).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Corpus HDF5 file to write.", dir_okay=False,
+                                         rich_help_panel="Data")],
+    min_density: Annotated[Optional[float], typer.Option(
+        "--min-density", help="Atoms per nm³ (occupancy-weighted heavy atoms in a view's inscribed sphere) needed at "
+                              "home and neighbour centres (default: 40).", rich_help_panel="Zones",
+        show_default=False)] = None,
+    max_pad: Annotated[Optional[float], typer.Option(
+        "--max-pad", help="Largest padding, Å, that runs on this corpus may use (default: 6).",
+        rich_help_panel="Zones", show_default=False)] = None,
+    box_size: Grid("--box-size") = None,
+    resolution: Grid("--resolution") = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Reading processes (default: all CPUs).",
+                                                   rich_help_panel="System", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the structures left out to this CSV "
+                                                                    "(source, reason).", dir_okay=False,
+                                                   rich_help_panel="Data")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Read pre-training structures, find their dense zones and write one corpus file.
 
-    Example: [bold]lba corpus ../shared/data/proteins_bm5 -o bm5_corpus.h5[/] (then: lba pretrain --structures bm5_corpus.h5)
+    Example: [bold]lba corpus ../shared/data/proteins_bm5 -o bm5.h5[/] (then: lba pretrain --structures bm5.h5)
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -111,11 +122,12 @@ def corpus(
     from lba_cli.corpus import build_corpus, write_corpus_report
     from lba_cli.zones import ZoneSettings
 
-    grid = GridConfig(**{k: v for k, v in {"box_size_voxels": box_size, "resolution_A": resolution}.items() if v is not None})
+    grid = GridConfig(**config_overrides(corpus, locals()).get("grid", {}))
     zone_options = {"max_pad_A": max_pad, "min_density_per_nm3": min_density}
     settings = ZoneSettings(view_size_A=grid.box_size_A, **{k: v for k, v in zone_options.items() if v is not None})
     with Progress(TextColumn("[bold]corpus"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.description}"), console=stderr, disable=quiet or not stderr.is_terminal) as progress:
+                  TextColumn("{task.description}"), console=stderr,
+                  disable=quiet or not stderr.is_terminal) as progress:
         task = progress.add_task("", total=None)
 
         def seen(done: int, total: int, source: str) -> None:

@@ -221,12 +221,12 @@ def sweep(
 
     Example: [bold]lba sweep --structures proteins/ --data lba.h5 --difficulty 1-2-20 --difficulty 1-6-20 -o sweep[/]
     """
+    import dataclasses
+
     from lba_cli.cli.common import OutputFormat
     from lba_cli.config import NeighborConfig, build_run_config
     from lba_cli.progress import ProgressReporter
     from lba_cli.sweep import SweepPlan, run_sweep
-
-    import dataclasses
 
     pre = build_run_config(RunKind.pretrain, None, config_overrides(sweep, locals(), target="pretrain"))
     # The sweep's own --data is always excluded by sequence identity: its val/test proteins

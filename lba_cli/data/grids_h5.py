@@ -30,8 +30,9 @@ Layout (format ``lba-grids``, version 1). M complexes, A atoms in all, C channel
 
 Atoms are those within `GridConfig.reach_A` of the centre (attribute ``atom_extent`` =
 "ligand_reach"; a file holding whole proteins would say "whole"; files without the attribute
-are cropped), so that the box in any rotation is filled exactly as from the full structure; hydrogens and waters are already removed
-unless the attributes say they were kept. Only `write_grids` writes this file, to a
+are cropped), so that the box in any rotation is filled exactly as from the full
+structure; hydrogens and waters are already removed unless the attributes say they were
+kept. Only `write_grids` writes this file, to a
 temporary name that is renamed when complete; readers open it read-only.
 """
 
