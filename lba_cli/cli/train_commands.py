@@ -219,6 +219,8 @@ def sweep(
 ) -> None:
     """Pre-train at each difficulty, fine-tune each (full and frozen) and random controls per seed.
 
+    Pre-training never sees the val/test proteins of --data: they are always excluded by sequence identity.
+
     Example: [bold]lba sweep --structures proteins/ --data lba.h5 --difficulty 1-2-20 --difficulty 1-6-20 -o sweep[/]
     """
     import dataclasses
