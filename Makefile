@@ -51,7 +51,9 @@ demo: install
 	rm -rf $(DEMO_DIR)/runs
 	mkdir -p $(DEMO_DIR)
 	$(LBA) voxelize $(DATA) -o $(DEMO_DIR)/lba_demo.h5 --report $(DEMO_DIR)/skipped.csv
-	$(LBA) pretrain --structures $(STRUCTURES) --arch $(DEMO_ARCH) --pad 1 2 --angle 20 \
+	$(LBA) corpus $(STRUCTURES) -o $(DEMO_DIR)/corpus.h5 --report $(DEMO_DIR)/corpus_left_out.csv
+	$(LBA) pretrain --structures $(DEMO_DIR)/corpus.h5 --exclude-similar-to $(DEMO_DIR)/lba_demo.h5 \
+		--arch $(DEMO_ARCH) --pad 1 2 --angle 20 \
 		--epochs $(PRETRAIN_EPOCHS) --epoch-size 1024 --val-size 256 --batch-size 32 \
 		--name pretrain-1-2-20 --runs-dir $(DEMO_DIR)/runs
 	$(LBA) finetune $(DEMO_DIR)/lba_demo.h5 --init random --arch $(DEMO_ARCH) --epochs $(FINETUNE_EPOCHS) \
@@ -66,6 +68,7 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/corpus_bench.py
 
 # The GPU check (README, "GPU check"). The GPU machine has no .venv: there python3 runs it.
 gpu-check-prepare: install

@@ -111,6 +111,7 @@ class LabelUnit(str, Enum):
 # What progress shows after each epoch and what `lba plot` draws by default, per run kind;
 # the names are `lba_cli.metrics` metrics recorded as ``<split>/<name>``.
 HEADLINE_METRICS: dict[RunKind, tuple[str, ...]] = {
-    RunKind.pretrain: ("train/loss", "train/accuracy", "val/loss", "val/accuracy"),
+    RunKind.pretrain: ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "val/shortcut_accuracy",
+                       "val/slab_shortcut_accuracy"),
     RunKind.finetune: ("train/loss", "val/loss", "val/rmse", "val/pearson"),
 }

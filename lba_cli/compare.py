@@ -24,9 +24,9 @@ __all__ = ["flatten_config", "run_label", "differing_settings", "collect_runs", 
            "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = (*(f"{split}/{m.name}" for split in ("val", "test") for m in REGRESSION_METRICS),
-                  "val/accuracy", "val/loss")
+                  "val/accuracy", "val/shortcut_accuracy", "val/slab_shortcut_accuracy", "val/loss")
 _NOT_SETTINGS = ("name", "lba_version", "git_sha", "finetune.init", "finetune.data_path", "structures",
-                 "exclude_ids", "train.device", "train.num_workers")
+                 "exclude_ids", "exclude_similar_to", "train.device", "train.num_workers")
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

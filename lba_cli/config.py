@@ -314,8 +314,16 @@ class NeighborConfig:
         epoch_size: training view pairs per epoch.
         val_size: fixed validation view pairs.
         val_fraction: share of structures held out for validation.
-        min_density_per_nm3: minimum atom density around both view centres, atoms per nm³.
+        min_density_per_nm3: minimum atom density (occupancy-weighted heavy atoms per nm³, in
+            the sphere inscribed in a view) around both view centres; at least the corpus's.
         curriculum_epochs: ramp the padding noise and angle from zero over this many epochs.
+        max_identity: structures with a chain of at least this sequence identity to a
+            val/test protein of an ``exclude_similar_to`` file are left out (0.3: the ATOM3D
+            LBA split threshold; see `lba_cli.identity`).
+        balance_shortcut: keep pairs with probabilities that leave the slab and centroid cues'
+            directions uninformative about the label (`lba_cli.neighbors.ShortcutBalance`).
+        pilot_pairs: pairs drawn (for training and again for validation conditions) to fit
+            the balance; at least 320 (10 per bin).
     """
 
     pad_min_A: float = field(default=1.0, metadata=option(
@@ -329,9 +337,18 @@ class NeighborConfig:
     val_fraction: float = field(default=0.1, metadata=option(
         "--val-fraction", "Share of the structures held out for validation.", "Task"))
     min_density_per_nm3: float = field(default=40.0, metadata=option(
-        "--min-density", "Minimum atom density around both view centres, atoms per nm³.", "Task"))
+        "--min-density", "Minimum atom density around both view centres (occupancy-weighted heavy atoms per nm³ "
+        "in a view's inscribed sphere).", "Task"))
     curriculum_epochs: int = field(default=0, metadata=option(
         "--curriculum", "Ramp padding noise and angle from 0 over this many epochs.", "Task"))
+    max_identity: float = field(default=0.3, metadata=option(
+        "--max-identity", "Sequence identity threshold of --exclude-similar-to (0.3: the ATOM3D LBA split's).",
+        "Data"))
+    balance_shortcut: bool = field(default=True, metadata=option(
+        "--balance-shortcut/--no-balance-shortcut", "Keep pairs so that the empty-side cues (centroid, face slabs) "
+        "carry no information about the label.", "Task"))
+    pilot_pairs: int = field(default=3000, metadata=option(
+        "--pilot-pairs", "Pairs drawn to fit the shortcut balance (for training and for validation pairs).", "Task"))
 
     def __post_init__(self) -> None:
         _check(self, self.pad_min_A >= 0, "pad_min_A", self.pad_min_A, "a padding >= 0 Å")
@@ -343,6 +360,8 @@ class NeighborConfig:
         _check(self, 0 < self.val_fraction < 1, "val_fraction", self.val_fraction, "a fraction in (0, 1)")
         _check(self, self.min_density_per_nm3 >= 0, "min_density_per_nm3", self.min_density_per_nm3, "a density >= 0")
         _check(self, self.curriculum_epochs >= 0, "curriculum_epochs", self.curriculum_epochs, "an integer >= 0")
+        _check(self, 0 < self.max_identity <= 1, "max_identity", self.max_identity, "a sequence identity in (0, 1]")
+        _check(self, self.pilot_pairs >= 320, "pilot_pairs", self.pilot_pairs, "an integer >= 320 (10 per bin)")
 
     @property
     def label(self) -> str:
@@ -421,11 +440,15 @@ class RunConfig:
     neighbor: NeighborConfig | None = None
     finetune: FinetuneConfig | None = None
     structures: tuple[str, ...] = field(default=(), metadata=option(
-        "--structures", "Structure files or folders (PDB, mmCIF, PDBQT, .gz) or lba voxelize .h5; repeat for more.",
-        "Data", cli_type=list[Path]))
+        "--structures", "A corpus from lba corpus, or structure files or folders (PDB, mmCIF, PDBQT, .gz; read into "
+        "a temporary corpus); repeat for more.", "Data", cli_type=list[Path]))
     exclude_ids: tuple[str, ...] = field(default=(), metadata=option(
         "--exclude-ids", "File of structure ids to leave out (e.g. downstream val/test proteins).", "Data",
         cli_type=Path, existing_file=True, parse=read_exclude_ids))
+    exclude_similar_to: tuple[str, ...] = field(default=(), metadata=option(
+        "--exclude-similar-to", "lba voxelize file whose val and test proteins must not be pre-trained on: structures "
+        "with a chain of --max-identity or more sequence identity to one are left out (repeatable).", "Data",
+        cli_type=list[Path], existing_file=True))
     name: str | None = field(default=None, metadata=option(
         "--name", "A human name for the run (ids stay the key).", "System"))
 
@@ -499,7 +522,7 @@ _PROVENANCE = ("lba_version", "git_sha")
 
 
 _SECTIONS = ("grid", "model", "train", "neighbor", "finetune")
-_TOP_LEVEL = ("name", "structures", "exclude_ids")
+_TOP_LEVEL = ("name", "structures", "exclude_ids", "exclude_similar_to")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -523,7 +546,7 @@ def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: d
         kind: ``pretrain`` or ``finetune`` (picks the training defaults and the task section).
         config_file: a TOML file with sections ``[grid]``, ``[model]``, ``[train]``,
             ``[neighbor]`` or ``[finetune]`` and top-level ``name``, ``structures``,
-            ``exclude_ids`` (see `config_to_toml`), or None.
+            ``exclude_ids``, ``exclude_similar_to`` (see `config_to_toml`), or None.
         overrides: the same layout from the command line; ``None`` values mean "not given".
 
     Raises:
@@ -551,7 +574,8 @@ def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: d
     return RunConfig(
         kind=kind, grid=_build(GridConfig, merged["grid"]), model=_build(ModelConfig, merged["model"]), train=train,
         structures=tuple(str(p) for p in merged["structures"] or ()),
-        exclude_ids=tuple(merged["exclude_ids"] or ()), name=merged["name"], **task,
+        exclude_ids=tuple(merged["exclude_ids"] or ()),
+        exclude_similar_to=tuple(str(p) for p in merged["exclude_similar_to"] or ()), name=merged["name"], **task,
     )
 
 

@@ -183,7 +183,8 @@ def plot_sweep(frame: pl.DataFrame):
 
     Args:
         frame: columns label (Utf8), seed (Int64), split (Utf8: val/test), metric (Utf8:
-            rmse/pearson), value (Float64), as `lba_cli.sweep.sweep_frame` returns.
+            rmse/pearson, and for pre-training labels accuracy, shortcut_accuracy and
+            slab_shortcut_accuracy), value (Float64), as `lba_cli.sweep.sweep_frame` returns.
     """
     from plotnine import aes, facet_grid, geom_errorbar, geom_jitter, geom_point, ggplot, labs, position_jitter
 

@@ -23,6 +23,7 @@ class Stream:
     SPLIT = 2
     ORDER = 3
     TTA = 4  # test-time augmentation: the rotations `lba predict --tta N` averages over
+    PILOT = 5
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -24,9 +24,12 @@ from lba_cli.metrics import mean_std
 from lba_cli.runs import Run, RunStore, new_group_id
 from lba_cli.train import NullReporter, Reporter
 
-__all__ = ["SweepPlan", "SweepResult", "plan_settings", "run_sweep", "summarise_sweep", "SWEEP_METRICS"]
+__all__ = ["SweepPlan", "SweepResult", "plan_settings", "run_sweep", "summarise_sweep", "SWEEP_METRICS",
+           "PRETRAIN_METRICS"]
 
 SWEEP_METRICS = ("val/rmse", "val/pearson", "test/rmse", "test/pearson")
+# The pre-training run behind a label: its pretext accuracy beside the rules with no learning.
+PRETRAIN_METRICS = ("val/accuracy", "val/shortcut_accuracy", "val/slab_shortcut_accuracy")
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,14 @@ class SweepResult:
     Attributes:
         group: the ``group:<id>`` tag every run carries.
         runs: (label, seed, run) for every fine-tuning run.
+        pretrains: (label, run) for every pre-training run.
         table: mean ± std per label (`summarise_sweep`).
         table_path, figure_path, manifest_path: files written.
     """
 
     group: str
     runs: list[tuple[str, int, Run]] = field(default_factory=list)
+    pretrains: list[tuple[str, Run]] = field(default_factory=list)
     table: pl.DataFrame | None = None
     table_path: Path | None = None
     figure_path: Path | None = None
@@ -112,27 +117,35 @@ def run_sweep(plan: SweepPlan, store: RunStore, reporter: Reporter | None = None
         reporter.message(f"sweep: pre-train {label}")
         pre = pretrain(config, store, reporter)
         store.tag(pre, add=tag)
+        result.pretrains.append((label, pre))
         for seed in plan.seeds:
             tune(label, seed, pre.id, False)
             tune(f"{label} frozen", seed, pre.id, True)
 
-    result.table = summarise_sweep(result.runs)
+    result.table = summarise_sweep(result.runs, result.pretrains)
     result.table_path = plan.output_dir / "sweep.csv"
     write_text_atomic(result.table_path, result.table.write_csv())
     write_text_atomic(plan.output_dir / "sweep.md", _markdown(result.table))
     from lba_cli.plots import plot_sweep, save_plot
 
-    result.figure_path = save_plot(plot_sweep(sweep_frame(result.runs)), plan.output_dir / "sweep.png", 9.0, 6.0)
+    figure = plot_sweep(sweep_frame(result.runs, result.pretrains))
+    result.figure_path = save_plot(figure, plan.output_dir / "sweep.png", 9.0, 8.0)
     result.manifest_path = _write_manifest(plan, result)
     return result
 
 
-def sweep_frame(runs: list[tuple[str, int, Run]]) -> pl.DataFrame:
-    """Long frame: label, seed, split (val/test), metric (rmse/pearson), value, lo, hi.
+def sweep_frame(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str, Run]] = ()) -> pl.DataFrame:
+    """Long frame: label, seed, split (val/test), metric (rmse/pearson/...), value.
 
-    ``lo``/``hi`` are the bootstrap 95 % interval of the test metrics where recorded.
+    Pre-training runs add their validation ``accuracy`` (pretext) and ``shortcut_accuracy``
+    and ``slab_shortcut_accuracy`` (the rules with no learning on the same pairs) under their label.
     """
     rows = []
+    for label, run in pretrains:
+        metrics = run.status.get("metrics", {})
+        for name in PRETRAIN_METRICS:
+            rows.append({"label": label, "seed": int(run.config["train"]["seed"]), "split": "val",
+                         "metric": name.split("/")[1], "value": metrics.get(name)})
     for label, seed, run in runs:
         metrics = run.status.get("metrics", {})
         for name in SWEEP_METRICS:
@@ -143,9 +156,11 @@ def sweep_frame(runs: list[tuple[str, int, Run]]) -> pl.DataFrame:
                                       "value": pl.Float64})
 
 
-def summarise_sweep(runs: list[tuple[str, int, Run]]) -> pl.DataFrame:
-    """One row per label: runs, seeds, and mean ± population std of `SWEEP_METRICS`."""
+def summarise_sweep(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str, Run]] = ()) -> pl.DataFrame:
+    """One row per label: runs, seeds, mean ± population std of `SWEEP_METRICS`, and the
+    label's pre-training `PRETRAIN_METRICS` (``pretrain val/accuracy``, ...; null for ``random``)."""
     frame = sweep_frame(runs)
+    pretrain_metrics = {label: run.status.get("metrics", {}) for label, run in pretrains}
     rows = []
     for label in dict.fromkeys(r[0] for r in runs):
         part = frame.filter(pl.col("label") == label)
@@ -158,15 +173,20 @@ def summarise_sweep(runs: list[tuple[str, int, Run]]) -> pl.DataFrame:
                       if v is not None and v == v]
             mean, std = mean_std(values) if values else (float("nan"), float("nan"))
             row[f"{name} mean"], row[f"{name} std"] = mean, std
+        parent = pretrain_metrics.get(label.removesuffix(" frozen"), {})
+        for name in PRETRAIN_METRICS:
+            row[f"pretrain {name}"] = parent.get(name)
         rows.append(row)
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def _markdown(table: pl.DataFrame) -> str:
-    header = "| label | runs | " + " | ".join(SWEEP_METRICS) + " |"
-    lines = [header, "|" + "---|" * (2 + len(SWEEP_METRICS))]
+    header = ("| label | runs | " + " | ".join(SWEEP_METRICS) + " | pretext val/accuracy | val/shortcut_accuracy "
+              "| val/slab_shortcut_accuracy |")
+    lines = [header, "|" + "---|" * (5 + len(SWEEP_METRICS))]
     for row in table.iter_rows(named=True):
         cells = [f"{row[f'{m} mean']:.3f} ± {row[f'{m} std']:.3f}" for m in SWEEP_METRICS]
+        cells += ["" if row.get(f"pretrain {m}") is None else f"{row[f'pretrain {m}']:.3f}" for m in PRETRAIN_METRICS]
         lines.append(f"| {row['label']} | {row['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -117,3 +117,34 @@ def coarse_h5(tmp_path_factory, tiny_pdbbind) -> Path:
     path = tmp_path_factory.mktemp("coarse") / "coarse.h5"
     build_dataset([tiny_pdbbind], path, GridConfig(**COARSE_GRID), split=SplitKind.random, seed=0)
     return path
+
+
+def write_block_pdb(path: Path, edge_A: float = 56.0, spacing_A: float = 2.63, seed: int = 0) -> Path:
+    """A PDB file of carbon atoms on a jittered cubic lattice: a dense block (~55 atoms/nm³ at 2.63 Å)."""
+    rng = np.random.default_rng(seed)
+    axis = np.arange(0.0, edge_A, spacing_A)
+    xyz = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)  # (X, Y, Z, 3) -> (N, 3)
+    xyz = xyz + rng.uniform(-0.3, 0.3, xyz.shape)
+    lines = [f"HETATM{(i % 99999) + 1:5d}  C   BLK A{(i % 9999) + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00"
+             "           C" for i, (x, y, z) in enumerate(xyz)]
+    path.write_text("\n".join(lines) + "\nEND\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def block_corpus(tmp_path_factory) -> Path:
+    """A corpus of two dense 56 Å blocks (ids blocka, blockb), zones for 21 Å views."""
+    from lba_cli.corpus import build_corpus
+
+    root = tmp_path_factory.mktemp("block")
+    write_block_pdb(root / "blocka.pdb", seed=0)
+    write_block_pdb(root / "blockb.pdb", seed=1)
+    return build_corpus([root], root / "corpus.h5", workers=1).output
+
+
+@pytest.fixture(scope="session")
+def bm5_corpus(tmp_path_factory, bm5_subset) -> Path:
+    """The corpus of the five BM5 receptors of `bm5_subset`."""
+    from lba_cli.corpus import build_corpus
+
+    return build_corpus([bm5_subset], tmp_path_factory.mktemp("bm5corpus") / "corpus.h5", workers=1).output

@@ -11,8 +11,8 @@ from lba_cli.cli import app
 
 runner = CliRunner()
 
-COMMANDS = [["download"], ["voxelize"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"], ["compare"],
-            ["predict"], ["export"], ["runs", "list"],
+COMMANDS = [["download"], ["voxelize"], ["corpus"], ["pretrain"], ["finetune"], ["sweep"], ["evaluate"], ["plot"],
+            ["compare"], ["predict"], ["export"], ["runs", "list"],
             ["runs", "show"], ["runs", "rm"], ["runs", "tag"], ["runs", "reindex"]]
 
 
@@ -67,12 +67,28 @@ def test_pipeline_end_to_end(tmp_path, tiny_pdbbind, bm5_subset, monkeypatch):
     assert "8 complexes" in result.output and "0 skipped" in result.output
     assert report.read_text().splitlines() == ["id,source,stage,reason"]
 
-    result = invoke("pretrain", "--structures", bm5_subset, "--pad", "1", "2", "--angle", "20", "--epochs", "1",
-                    "--epoch-size", "8", "--val-size", "4", "--batch-size", "4", "--name", "pre", "--runs-dir", runs)
+    corpus = tmp_path / "corpus.h5"
+    result = invoke("corpus", bm5_subset, "-o", corpus, "--max-pad", "2", "--report", tmp_path / "left_out.csv")
     assert result.exit_code == 0, result.output
+    assert "5 structures" in result.output and "0 left out" in result.output
+
+    (tmp_path / "small.toml").write_text("[neighbor]\npilot_pairs = 400\n")  # a quick balance fit
+    result = invoke("pretrain", "--structures", corpus, "--pad", "1", "2", "--angle", "20", "--epochs", "1",
+                    "--epoch-size", "8", "--val-size", "4", "--batch-size", "4", "--name", "pre", "--runs-dir", runs,
+                    "--exclude-similar-to", data, "--config", tmp_path / "small.toml")
+    assert result.exit_code == 0, result.output
+    assert "the views can overlap" in result.output and "3.4 Å" in result.output
     pre_id = result.stdout.strip().splitlines()[-1]
     checkpoints = runs / pre_id / "checkpoints"
     assert (checkpoints / "best.pt").is_file() and (checkpoints / "last.pt").is_file()
+    log = (runs / pre_id / "log.txt").read_text()
+    assert "shortcut balance from 400 pilot pairs" in log and "warning: the views can overlap" in log
+    shown = json.loads(invoke("runs", "show", "pre", "--format", "json", "--runs-dir", runs).stdout)
+    assert "excluded_similar" in shown["status"] and "val/shortcut_accuracy" in shown["status"]["metrics"]
+    assert shown["config"]["exclude_similar_to"] == [str(data)]
+
+    result = invoke("pretrain", "--structures", corpus, "--pad", "1", "4", "--epochs", "1", "--runs-dir", runs)
+    assert result.exit_code == 1 and "tested up to 2 Å padding" in result.output
 
     for name, extra in (("rand", ["--init", "random"]), ("tuned", ["--init", "pre"]), ("frozen", ["--init", "pre",
                                                                                                   "--freeze"])):
@@ -114,8 +130,9 @@ def test_pipeline_end_to_end(tmp_path, tiny_pdbbind, bm5_subset, monkeypatch):
 
 def test_finetune_init_mismatch_lists_the_differing_fields(tmp_path, tiny_h5, bm5_subset, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.toml").write_text("[neighbor]\nbalance_shortcut = false\n")
     result = invoke("pretrain", "--structures", bm5_subset, "--epochs", "1", "--epoch-size", "4", "--val-size", "4",
-                    "--batch-size", "4", "--arch", "cnn", "--name", "pre")
+                    "--batch-size", "4", "--arch", "cnn", "--name", "pre", "--config", tmp_path / "small.toml")
     assert result.exit_code == 0, result.output
     result = invoke("finetune", tiny_h5, "--init", "pre", "--arch", "resnet")
     assert result.exit_code == 1
@@ -218,10 +235,14 @@ def test_run_names_init_kinds_and_extending_a_run(tmp_path, tiny_h5, monkeypatch
     assert result.exit_code == 2 and "--yes" in result.output
 
 
-def test_exclude_ids_report_what_matched_nothing(tmp_path, bm5_subset):
-    from lba_cli.config import GridConfig
-    from lba_cli.neighbors import load_structures
+def test_exclude_ids_report_what_matched_nothing(tmp_path, bm5_corpus):
+    from lba_cli.config import ModelConfig, NeighborConfig, RunConfig
+    from lba_cli.pretrain import prepare_pretrain
 
-    structures, skipped = load_structures([bm5_subset], GridConfig(), frozenset({"1acb_r_u", "zzzz"}))
-    assert "1acb" not in {s.name for s in structures}
+    config = RunConfig(kind="pretrain", structures=(str(bm5_corpus),), exclude_ids=("1acb_r_u", "zzzz"),
+                       model=ModelConfig(arch="cnn"), neighbor=NeighborConfig(balance_shortcut=False))
+    prepared = prepare_pretrain(config)
+    skipped = prepared.notes["skipped"]
+    assert prepared.notes["num_structures"] == 4
+    assert any(path.endswith("1ACB_r_u.pdb.gz") and reason == "excluded by --exclude-ids" for path, reason in skipped)
     assert any("1 of 2 ids match no structure" in reason and "zzzz" in reason for _, reason in skipped)

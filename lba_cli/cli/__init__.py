@@ -44,6 +44,7 @@ def _root(
 
 app.command("download")(data_commands.download)
 app.command("voxelize")(data_commands.voxelize)
+app.command("corpus")(data_commands.corpus)
 app.command("pretrain")(train_commands.pretrain)
 app.command("finetune")(train_commands.finetune)
 app.command("sweep")(train_commands.sweep)

@@ -1,4 +1,4 @@
-"""`lba voxelize`."""
+"""`lba voxelize` and `lba corpus`."""
 
 from __future__ import annotations
 
@@ -73,6 +73,66 @@ def voxelize(
     leaky = " [red](leaky split)[/]" if sum(result.leakage.values()) else ""
     stdout.print(f"leakage check: proteins shared between splits: {proteins}{leaky}{unknown}", highlight=False)
     stdout.print(f"leakage check: ligands (same SMILES) shared between splits: {ligands}", highlight=False)
+
+
+@friendly_errors
+def corpus(
+    sources: Annotated[list[Path],
+                       typer.Argument(help="Structure files or folders (PDB, mmCIF, PDBQT, .gz), or lba voxelize "
+                                           "files of whole proteins (training split only).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Corpus HDF5 file to write.", dir_okay=False,
+                                         rich_help_panel="Data")],
+    min_density: Annotated[Optional[float], typer.Option(
+        "--min-density", help="Atoms per nm³ (occupancy-weighted heavy atoms in a view's inscribed sphere) needed at "
+                              "home and neighbour centres (default: 40).", rich_help_panel="Zones",
+        show_default=False)] = None,
+    max_pad: Annotated[Optional[float], typer.Option(
+        "--max-pad", help="Largest padding, Å, that runs on this corpus may use (default: 6).",
+        rich_help_panel="Zones", show_default=False)] = None,
+    box_size: Grid("--box-size") = None,
+    resolution: Grid("--resolution") = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Reading processes (default: all CPUs).",
+                                                   rich_help_panel="System", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the structures left out to this CSV "
+                                                                    "(source, reason).", dir_okay=False,
+                                                   rich_help_panel="Data")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Read pre-training structures, find their dense zones and write one corpus file.
+
+    Example: [bold]lba corpus ../shared/data/proteins_bm5 -o bm5.h5[/] (then: lba pretrain --structures bm5.h5)
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from lba_cli.config import GridConfig
+    from lba_cli.corpus import build_corpus, write_corpus_report
+    from lba_cli.zones import ZoneSettings
+
+    grid = GridConfig(**config_overrides(corpus, locals()).get("grid", {}))
+    zone_options = {"max_pad_A": max_pad, "min_density_per_nm3": min_density}
+    settings = ZoneSettings(view_size_A=grid.box_size_A, **{k: v for k, v in zone_options.items() if v is not None})
+    with Progress(TextColumn("[bold]corpus"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), console=stderr,
+                  disable=quiet or not stderr.is_terminal) as progress:
+        task = progress.add_task("", total=None)
+
+        def seen(done: int, total: int, source: str) -> None:
+            progress.update(task, completed=done, total=total, description=Path(source).name)
+
+        result = build_corpus(sources, output, settings, workers=workers, on_structure=seen)
+    shown = 20
+    for source, reason in result.skipped[:shown]:
+        stderr.print(f"[yellow]left out[/] {source}: {reason}", highlight=False)
+    if len(result.skipped) > shown:
+        stderr.print(f"[yellow]... and {len(result.skipped) - shown} more[/]"
+                     + (f" (all in {report})" if report is not None else " (--report FILE.csv lists them all)"),
+                     highlight=False)
+    if report is not None:
+        write_corpus_report(report, result.skipped)
+    rate = (result.num_structures + len(result.skipped)) / max(result.elapsed_s, 1e-9)
+    stdout.print(f"wrote {result.output}: {result.num_structures} structures, {result.num_zones} zones, "
+                 f"{result.num_atoms} atoms; {len(result.skipped)} left out; {result.elapsed_s:.1f} s "
+                 f"({rate:.1f} structures/s)", highlight=False)
 
 
 class Dataset(str, Enum):

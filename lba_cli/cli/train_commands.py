@@ -97,6 +97,8 @@ def _train(kind: RunKind, command: Any, values: dict[str, Any]) -> None:
 def pretrain(
     structures: Pretrain("--structures") = None,
     exclude_ids: Pretrain("--exclude-ids") = None,
+    exclude_similar_to: Pretrain("--exclude-similar-to") = None,
+    max_identity: Pretrain("--max-identity") = None,
     pad: Pretrain("--pad") = None,
     angle: Pretrain("--angle") = None,
     epoch_size: Pretrain("--epoch-size") = None,
@@ -104,6 +106,8 @@ def pretrain(
     val_fraction: Pretrain("--val-fraction") = None,
     min_density: Pretrain("--min-density") = None,
     curriculum: Pretrain("--curriculum") = None,
+    balance_shortcut: Pretrain("--balance-shortcut") = None,
+    pilot_pairs: Pretrain("--pilot-pairs") = None,
     box_size: Pretrain("--box-size") = None,
     resolution: Pretrain("--resolution") = None,
     radius: Pretrain("--radius") = None,
@@ -134,7 +138,8 @@ def pretrain(
 ) -> None:
     """Pre-train an encoder on protein structures with the neighbor-location task.
 
-    Example: [bold]lba pretrain --structures ../shared/data/proteins_bm5 --pad 1 2 --angle 20 --epochs 5[/]
+    Example: [bold]lba pretrain --structures bm5.h5 --exclude-similar-to lba.h5 --pad 1 2 --angle 20 --epochs 5[/]
+    (bm5.h5 from lba corpus ../shared/data/proteins_bm5 -o bm5.h5; a folder works too)
     """
     _train(RunKind.pretrain, pretrain, locals())
 
@@ -198,6 +203,8 @@ def sweep(
                                              file_okay=False)] = Path("sweep"),
     epoch_size: Pretrain("--epoch-size") = None,
     val_size: Pretrain("--val-size") = None,
+    exclude_similar_to: Pretrain("--exclude-similar-to") = None,
+    max_identity: Pretrain("--max-identity") = None,
     pretrain_epochs: SweepPretrain("--epochs") = None,
     pretrain_batch_size: SweepPretrain("--batch-size") = None,
     finetune_epochs: SweepFinetune("--epochs") = None,
@@ -212,14 +219,21 @@ def sweep(
 ) -> None:
     """Pre-train at each difficulty, fine-tune each (full and frozen) and random controls per seed.
 
+    Pre-training never sees the val/test proteins of --data: they are always excluded by sequence identity.
+
     Example: [bold]lba sweep --structures proteins/ --data lba.h5 --difficulty 1-2-20 --difficulty 1-6-20 -o sweep[/]
     """
+    import dataclasses
+
     from lba_cli.cli.common import OutputFormat
     from lba_cli.config import NeighborConfig, build_run_config
     from lba_cli.progress import ProgressReporter
     from lba_cli.sweep import SweepPlan, run_sweep
 
     pre = build_run_config(RunKind.pretrain, None, config_overrides(sweep, locals(), target="pretrain"))
+    # The sweep's own --data is always excluded by sequence identity: its val/test proteins
+    # must not be seen in pre-training.
+    pre = dataclasses.replace(pre, exclude_similar_to=tuple(dict.fromkeys((str(data), *pre.exclude_similar_to))))
     tune = build_run_config(RunKind.finetune, None, config_overrides(sweep, locals(), target="finetune"))
     settings = tuple(NeighborConfig.parse_label(label) for label in dict.fromkeys(difficulty))
     plan = SweepPlan(pre, tune, settings, tuple(parse_seeds(seeds)), output)

@@ -138,18 +138,22 @@ def read_structure(path: Path):
 
 
 def structure_atoms(structure, *, keep_hydrogens: bool = False, keep_water: bool = False,
-                    is_protein: bool = True) -> pl.DataFrame:
+                    is_protein: bool = True, with_occupancy: bool = False) -> pl.DataFrame:
     """Atom table of the first model of a gemmi structure.
 
     Waters (HOH, WAT, DOD, ...) and hydrogens (H, D) are dropped unless kept; of alternate
     locations of an atom, the most occupied is kept (the first on a tie). Elements missing
     from the file were inferred from atom names by gemmi.
 
+    Args:
+        with_occupancy: add a column ``occupancy`` (Float32, the file's value in [0, 1]).
+
     Returns:
-        An atom table (`ATOM_SCHEMA`), possibly empty.
+        An atom table (`ATOM_SCHEMA`, plus ``occupancy`` when asked), possibly empty.
     """
     xyz: list[tuple[float, float, float]] = []
     numbers: list[int] = []
+    occupancy: list[float] = []
     best_altloc: dict[tuple, tuple[float, int]] = {}
     for chain in structure[0]:
         for residue in chain:
@@ -166,18 +170,28 @@ def structure_atoms(structure, *, keep_hydrogens: bool = False, keep_water: bool
                         if atom.occ > seen[0]:
                             xyz[seen[1]] = (atom.pos.x, atom.pos.y, atom.pos.z)
                             numbers[seen[1]] = number
+                            occupancy[seen[1]] = atom.occ
                             best_altloc[key] = (atom.occ, seen[1])
                         continue
                     best_altloc[key] = (atom.occ, len(xyz))
                 xyz.append((atom.pos.x, atom.pos.y, atom.pos.z))
                 numbers.append(number)
-    return make_atom_table(np.array(xyz).reshape(-1, 3), np.array(numbers, dtype=np.int64), is_protein)
+                occupancy.append(atom.occ)
+    table = make_atom_table(np.array(xyz).reshape(-1, 3), np.array(numbers, dtype=np.int64), is_protein)
+    if with_occupancy:
+        table = table.with_columns(pl.Series("occupancy", np.array(occupancy, dtype=np.float32)))
+    return table
 
 
 def chain_sequences(structure) -> list[str]:
-    """One-letter sequences of the polymer chains of the first model (for sequence-identity splits)."""
+    """One-letter sequences of the polymer chains of the first model (for sequence-identity splits).
+
+    Entities are set up from residue names first, so files without SEQRES or entity records
+    (most unbound structures and PDBbind receptors) still give their chains.
+    """
     import gemmi
 
+    structure.setup_entities()
     sequences = []
     for chain in structure[0]:
         polymer = chain.get_polymer()

@@ -15,7 +15,7 @@ from lba_cli.atomic import atomic_path
 from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
 from lba_cli.config import GridConfig
 from lba_cli.data.dataset import collate_atoms
-from lba_cli.data.grids_h5 import GridSet, write_grids
+from lba_cli.data.grids_h5 import SEQUENCE_SEPARATOR, GridSet, write_grids
 from lba_cli.data.records import ComplexRecord, Skipped, SourceNote, SourceOptions
 from lba_cli.data.sources import iter_complexes, resolve_sources
 from lba_cli.data.splits import assign_splits, shared_between_splits
@@ -317,7 +317,8 @@ def build_dataset(
         grids=grids, sources=[str(s) for s in sources], lba_version=__version__,
         extra_text={"affinity_measure": [r.measure for r in records],
                     "affinity_operator": [r.operator for r in records],
-                    "ligand_smiles": [r.ligand_smiles for r in records]},
+                    "ligand_smiles": [r.ligand_smiles for r in records],
+                    "chain_sequences": [SEQUENCE_SEPARATOR.join(r.sequences) for r in records]},
     )
     counts = Counter(splits)
     return BuildReport(

@@ -14,6 +14,10 @@ Layout (format ``lba-grids``, version 1). M complexes, A atoms in all, C channel
     /complexes/affinity_measure (M,)     str      Kd, Ki, IC50, ... ("" if the source does not say)
     /complexes/affinity_operator (M,)    str      =, <, >, <=, >=, ~ ("" if unknown)
     /complexes/ligand_smiles   (M,)      str      canonical SMILES ("" if unknown), for leakage checks
+    /complexes/chain_sequences (M,)      str      the receptor's polymer chain sequences (one-letter,
+                                                  chains of >= 10 residues) joined by ";", for
+                                                  sequence-identity checks (absent from older
+                                                  files: re-run lba voxelize)
     /complexes/center_A        (M, 3)    float32  box centre = ligand centroid, Å
     /complexes/atom_offset     (M + 1,)  int64    complex i owns atoms [offset[i], offset[i+1])
     /atoms/xyz_A               (A, 3)    float32  coordinates in the structure's frame, Å
@@ -24,9 +28,11 @@ Layout (format ``lba-grids``, version 1). M complexes, A atoms in all, C channel
                                           orientation (no rotation), for inspection and
                                           fixed-orientation evaluation
 
-Atoms are those within `GridConfig.reach_A` of the centre, so that the box in any rotation
-is filled exactly as from the full structure; hydrogens and waters are already removed
-unless the attributes say they were kept. Only `write_grids` writes this file, to a
+Atoms are those within `GridConfig.reach_A` of the centre (attribute ``atom_extent`` =
+"ligand_reach"; a file holding whole proteins would say "whole"; files without the attribute
+are cropped), so that the box in any rotation is filled exactly as from the full
+structure; hydrogens and waters are already removed unless the attributes say they were
+kept. Only `write_grids` writes this file, to a
 temporary name that is renamed when complete; readers open it read-only.
 """
 
@@ -52,6 +58,10 @@ __all__ = [
     "read_grid_set",
     "read_grid_config",
     "open_grids",
+    "read_chain_sequences",
+    "read_atom_extent",
+    "ATOM_EXTENT_CROPPED",
+    "ATOM_EXTENT_WHOLE",
 ]
 
 FORMAT_NAME = "lba-grids"
@@ -61,6 +71,11 @@ ATTR_VERSION = "format_version"
 GROUP_COMPLEXES = "complexes"
 GROUP_ATOMS = "atoms"
 DATASET_GRIDS = "grids"
+DATASET_SEQUENCES = "chain_sequences"
+ATTR_ATOM_EXTENT = "atom_extent"
+ATOM_EXTENT_CROPPED = "ligand_reach"
+ATOM_EXTENT_WHOLE = "whole"
+SEQUENCE_SEPARATOR = ";"
 _GRID_ATTRS = ("box_size_voxels", "resolution_A", "radius_A", "protein_channel", "keep_hydrogens", "keep_water")
 
 
@@ -124,6 +139,7 @@ def write_grids(
     sources: list[str],
     lba_version: str,
     extra_text: dict[str, list[str]] | None = None,
+    atom_extent: str = ATOM_EXTENT_CROPPED,
 ) -> None:
     """Write a complete file atomically (temporary file, then rename).
 
@@ -138,7 +154,9 @@ def write_grids(
         sources: the source paths given to `lba voxelize`.
         lba_version: recorded in the attributes.
         extra_text: more per-complex text columns under /complexes (affinity_measure,
-            affinity_operator, ligand_smiles).
+            affinity_operator, ligand_smiles, chain_sequences).
+        atom_extent: `ATOM_EXTENT_CROPPED` (atoms within reach of the box) or
+            `ATOM_EXTENT_WHOLE` (whole receptors).
 
     Raises:
         DataError: if the ids are not unique or there is nothing to write.
@@ -161,6 +179,7 @@ def write_grids(
         f.attrs["channels"] = format_channels(grid.channels)
         f.attrs["channel_names"] = json.dumps(list(grid.channel_names))
         f.attrs["sources"] = json.dumps([str(s) for s in sources])
+        f.attrs[ATTR_ATOM_EXTENT] = atom_extent
         c = f.create_group(GROUP_COMPLEXES)
         c.create_dataset("id", data=np.array(ids, dtype=object), dtype=text)
         c.create_dataset("affinity_pk", data=np.asarray(affinity_pk, dtype=np.float32))
@@ -232,3 +251,30 @@ def read_grid_set(path: Path) -> GridSet:
             atom_offset=c["atom_offset"][...], xyz_A=a["xyz_A"][...], atomic_number=a["atomic_number"][...],
             is_protein=a["is_protein"][...], grid=_grid_config(f),
         )
+
+
+def read_atom_extent(path: Path) -> str:
+    """`ATOM_EXTENT_CROPPED` or `ATOM_EXTENT_WHOLE` (files without the attribute are cropped)."""
+    with open_grids(path) as f:
+        return str(f.attrs.get(ATTR_ATOM_EXTENT, ATOM_EXTENT_CROPPED))
+
+
+def read_chain_sequences(path: Path) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    """Ids, splits and receptor chain sequences of every complex of an `lba voxelize` file.
+
+    Returns:
+        ids (M,) str, split (M,) str, and per complex its list of one-letter chain sequences.
+
+    Raises:
+        DataError: if the file has no sequences (written by an older lba).
+    """
+    with open_grids(path) as f:
+        c = f[GROUP_COMPLEXES]
+        if DATASET_SEQUENCES not in c:
+            raise DataError(f"{path} holds no chain sequences (written before lba voxelize stored them)\n"
+                            "expected: a file whose /complexes/chain_sequences lists each receptor's chains\n"
+                            f"do: re-run lba voxelize on its sources ({f.attrs.get('sources', '?')})")
+        ids = c["id"].asstr()[...].astype(str)
+        split = c["split"].asstr()[...].astype(str)
+        text = c[DATASET_SEQUENCES].asstr()[...].astype(str)
+    return ids, split, [[s for s in t.split(SEQUENCE_SEPARATOR) if s] for t in text]
