@@ -77,6 +77,7 @@ FACE_NAMES = ("+X", "-X", "+Y", "-Y", "+Z", "-Z")
 OPPOSITE_FACE = np.array([1, 0, 3, 2, 5, 4])
 SLAB_WIDTH_A = 3.0
 _MAX_TRIES = 5000
+MIN_KEEP_RATE = 0.01  # below this the balance cannot yield pairs at a usable rate
 _CELL_DRAWS = 512
 _BITS = np.arange(len(NEIGHBOR_DIRECTIONS), dtype=np.uint64)
 
@@ -211,7 +212,9 @@ class ShortcutBalance:
             num_iterations: rounds of proportional fitting over the cues.
 
         Raises:
-            DataError: with fewer than 10 pilot pairs per bin on average.
+            DataError: with fewer than 10 pilot pairs per bin on average, or when under
+                `MIN_KEEP_RATE` of the pilot pairs would be kept (too few structures for every
+                cue direction to occur).
         """
         cues = np.asarray(cues, dtype=np.float64)
         labels = np.asarray(labels)
@@ -236,6 +239,15 @@ class ShortcutBalance:
         keep = np.prod([factors[k][rows[:, k], columns[:, k]] for k in range(num_cues)], axis=0)
         factors /= keep.max() ** (1.0 / num_cues) if keep.max() > 0 else 1.0
         keep = np.prod([factors[k][rows[:, k], columns[:, k]] for k in range(num_cues)], axis=0)
+        if keep.mean() < MIN_KEEP_RATE:
+            # A cue-strength row with an empty cosine bin can only be balanced by dropping the
+            # row; when every row is dropped, no pair could ever be drawn.
+            raise DataError(f"the shortcut cues cannot be balanced on these structures: of {num_pairs} pilot pairs, "
+                            f"{keep.mean():.1%} would be kept (at least {MIN_KEEP_RATE:.0%} needed); pilot pairs per "
+                            f"cosine bin, rows = cue-strength quartiles: {table.counts.tolist()}\n"
+                            "expected: more (or larger) training structures, so that every cue direction occurs\n"
+                            "do: add structures, or pass --no-balance-shortcut (val/shortcut_accuracy then shows how "
+                            "much the empty-side cue gives away)")
         return cls(edges, factors, table.counts, float(keep.mean()))
 
     def _bins(self, cues: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
