@@ -145,7 +145,7 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
     for run in runs:
         by_kind.setdefault(run.kind, []).append(run)
     tables = {kind: _kind_table(store, members, sort, show_all, group_replicates) for kind, members in by_kind.items()}
-    if sort is not None and not any(sort in t.columns for t in tables.values()):
+    if sort is not None and not any(_sort_column(sort, t) for t in tables.values()):
         columns = sorted({c for t in tables.values() for c in t.columns})
         raise LbaError(f"cannot sort by {sort!r}\nexpected one of: {', '.join(columns)}")
     return Comparison(tables, skipped)
@@ -174,10 +174,19 @@ def _kind_table(store: RunStore, runs: list[Run], sort: str | None, show_all: bo
     table = pl.DataFrame(rows, infer_schema_length=None)
     if group:
         table = _group(table, [s for s in settings if s != "train.seed"] + ["kind", "label"], present)
-    if sort is not None and sort in table.columns:
+    column = _sort_column(sort, table) if sort is not None else None
+    if column is not None:
         descending = bool(higher_is_better(sort))  # best first; settings ascending
-        table = table.sort(sort, descending=descending, nulls_last=True)
+        table = table.sort(column, descending=descending, nulls_last=True)
     return table
+
+
+def _sort_column(sort: str, table: pl.DataFrame) -> str | None:
+    """The column ``--sort`` means: itself, or for grouped replicates its ``<metric> mean``."""
+    for column in (sort, f"{sort} mean"):
+        if column in table.columns:
+            return column
+    return None
 
 
 def _cell(value: Any) -> Any:

@@ -45,6 +45,8 @@ __all__ = [
     "run_config_from_json",
     "build_run_config",
     "config_to_toml",
+    "apply_overrides",
+    "config_differences",
 ]
 
 _RUN_ID = re.compile(r"^\d{8}-\d")
@@ -521,6 +523,34 @@ def run_config_from_json(data: dict[str, Any]) -> RunConfig:
 _PROVENANCE = ("lba_version", "git_sha")
 
 
+def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """``config`` with command-line values put in (``build_run_config``'s layout; ``None``
+    means not given; paths relative to the current folder).
+
+    Raises:
+        ConfigError: on invalid values.
+    """
+    data = config_to_dict(config)
+    for key, value in _absolute_paths(overrides, Path.cwd()).items():
+        if isinstance(value, dict):
+            data[key] = {**(data.get(key) or {}), **{k: config_to_dict(v) for k, v in value.items() if v is not None}}
+        elif value is not None:
+            data[key] = config_to_dict(value)
+    return config_from_dict(data)
+
+
+def config_differences(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted field name (``train.lr``) -> (old value, new value) for every field that differs."""
+
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in flat(item, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: value}
+
+    a, b = flat(config_to_dict(old)), flat(config_to_dict(new))
+    return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
 _SECTIONS = ("grid", "model", "train", "neighbor", "finetune")
 _TOP_LEVEL = ("name", "structures", "exclude_ids", "exclude_similar_to")
 
@@ -532,11 +562,56 @@ def _read_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
-    unknown = sorted(set(data) - set(_SECTIONS) - set(_TOP_LEVEL) - {"kind"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}\n"
-                          f"expected sections [{'], ['.join(_SECTIONS)}] and keys {', '.join(_TOP_LEVEL)}")
+    _check_toml_keys(data, path)
     return data
+
+
+def _accepted_keys(cls: type) -> str:
+    """``num_epochs (--epochs), batch_size (--batch-size), ...`` for one config class."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.init and f.name not in ("kind", *_SECTIONS):
+            cli = f.metadata.get("cli")
+            out.append(f"{f.name} ({cli.name})" if cli else f.name)
+    return ", ".join(out)
+
+
+def _check_toml_keys(data: dict[str, Any], path: Path) -> None:
+    """Refuse unknown sections and keys of a ``--config`` file, listing what each section accepts
+    and the nearest accepted key (a command-line flag such as ``epochs`` names its field)."""
+    import difflib
+
+    problems: list[tuple[str, str]] = []  # (key, where)
+    for key, value in data.items():
+        if key in _SECTIONS:
+            cls = SECTIONS[key]
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [{key}] must be a table of settings, not {value!r}\n"
+                                  f"accepted in [{key}]: {_accepted_keys(cls)}")
+            names = {f.name for f in dataclasses.fields(cls)}
+            problems.extend((k, f"[{key}]") for k in value if k not in names)
+        elif key not in (*_TOP_LEVEL, "kind"):
+            problems.append((key, "the top level"))
+    if not problems:
+        return
+    candidates: dict[str, str] = {}  # a spelling (field name or flag) -> "[section] field (--flag)"
+    for section, section_cls in SECTIONS.items():
+        for f in dataclasses.fields(section_cls):
+            cli = f.metadata.get("cli")
+            place = f"[{section}] {f.name}" if section else f"top-level {f.name}"
+            label = f"{place} ({cli.name})" if cli else place
+            candidates[f.name] = label
+            if cli is not None:
+                candidates[cli.flag.split("/")[0].lstrip("-").replace("-", "_")] = label
+    lines = [f"{path}: unknown key {key!r} in {where}" for key, where in problems]
+    for key, _ in problems:
+        near = difflib.get_close_matches(key.replace("-", "_"), list(candidates), n=1, cutoff=0.7)
+        if near:
+            lines.append(f"did you mean {candidates[near[0]]} for {key!r}?")
+    lines.append("accepted:")
+    lines.extend(f"  [{section}] {_accepted_keys(SECTIONS[section])}" for section in _SECTIONS)
+    lines.append(f"  top level: kind, {', '.join(_TOP_LEVEL)}")
+    raise ConfigError("\n".join(lines))
 
 
 def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: dict[str, Any]) -> RunConfig:
@@ -554,6 +629,9 @@ def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: d
     """
     kind = RunKind(kind)
     data = _read_toml(config_file) if config_file is not None else {}
+    if config_file is not None:  # paths in a config file are relative to the file, wherever it is read from
+        data = _absolute_paths(data, Path(config_file).absolute().parent)
+    overrides = _absolute_paths(overrides, Path.cwd())
     if data.get("kind", kind.value) != kind.value:
         raise ConfigError(f"{config_file} is a {data['kind']} config\nexpected: a {kind.value} config")
     merged: dict[str, Any] = {}
@@ -577,6 +655,23 @@ def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: d
         exclude_ids=tuple(merged["exclude_ids"] or ()),
         exclude_similar_to=tuple(str(p) for p in merged["exclude_similar_to"] or ()), name=merged["name"], **task,
     )
+
+
+def _absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The same layout with the data paths (``finetune.data_path``, ``structures``) made
+    absolute against ``base``, so that a printed or stored config works from any folder."""
+    import os
+
+    def absolute(path: Any) -> Any:
+        return path if path in (None, "") else os.path.normpath(base / Path(path).expanduser())
+
+    values = dict(values)
+    if isinstance(values.get("finetune"), dict) and values["finetune"].get("data_path") is not None:
+        values["finetune"] = {**values["finetune"], "data_path": absolute(values["finetune"]["data_path"])}
+    if values.get("structures"):
+        structures = values["structures"]
+        values["structures"] = [absolute(p) for p in ([structures] if isinstance(structures, str) else structures)]
+    return values
 
 
 def _checked(cls: type, data: dict[str, Any]) -> dict[str, Any]:

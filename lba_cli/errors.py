@@ -10,6 +10,7 @@ __all__ = [
     "LbaError",
     "ConfigError",
     "DataError",
+    "DataChangedError",
     "RunNotFoundError",
     "CheckpointMismatchError",
     "StoreError",
@@ -26,6 +27,10 @@ class ConfigError(LbaError):
 
 class DataError(LbaError):
     """Input data is missing, unreadable or unusable (bad structures, empty boxes)."""
+
+
+class DataChangedError(DataError):
+    """A run's data file or folder differs from the fingerprint (SHA-256) the run recorded."""
 
 
 class RunNotFoundError(LbaError):

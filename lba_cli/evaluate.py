@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,8 @@ class EvaluationResult:
         predictions: frame with `PREDICTION_SCHEMA`, one row per complex of the split.
         path: where the predictions were saved.
         intervals: bootstrap 95 % interval of each metric (`lba_cli.metrics.bootstrap_intervals`).
+        notes: what the user should know (data that changed since the run, let through by
+            ``force``).
     """
 
     run_id: str
@@ -51,6 +53,7 @@ class EvaluationResult:
     predictions: pl.DataFrame
     path: Path | None
     intervals: dict[str, tuple[float, float]]
+    notes: list[str] = field(default_factory=list)
 
     def as_row(self, label: str) -> dict[str, object]:
         """One table row: run, label, split, n, then each metric and its interval as ``[lo, hi]``."""
@@ -160,7 +163,7 @@ def default_split(data_path: Path | None, own_data: Path) -> str:
 
 
 def evaluate_run(store: RunStore, ref: str, split: str | None = None, data_path: Path | None = None,
-                 device: str = "auto", grid_set: GridSet | None = None) -> EvaluationResult:
+                 device: str = "auto", grid_set: GridSet | None = None, force: bool = False) -> EvaluationResult:
     """Evaluate a fine-tuning run's best checkpoint on a split and save the predictions.
 
     Args:
@@ -173,16 +176,24 @@ def evaluate_run(store: RunStore, ref: str, split: str | None = None, data_path:
             change the run's recorded metrics.
         device: ``auto``, ``cpu`` or ``cuda``.
         grid_set: the data already in memory (saves re-reading the file).
+        force: evaluate on the run's own data file even when it differs from the SHA-256 the
+            run recorded (with a note), instead of refusing.
 
     Raises:
         RunNotFoundError, ConfigError, DataError: on a bad reference, run kind or data file.
+        DataChangedError: when the run's own data file changed since the run recorded it.
     """
+    from lba_cli.runs.provenance import check_run_data
+
     run = store.resolve(ref)
     torch_device = resolve_device(device)
     model, config = load_affinity_model(run, torch_device)
     own_data = Path(config["finetune"]["data_path"])
     path = Path(data_path) if data_path is not None else own_data
     split = split or default_split(data_path, own_data)
+    notes = []
+    if path.resolve() == own_data.resolve():
+        notes = check_run_data(run, force=force, fields=("finetune.data_path",))
     grid = run_config_from_json(config).grid
     dataset = AffinityDataset(path, split, grid, seed=0, rotate=False, grid_set=grid_set)
     if dataset.data.grid != grid:
@@ -198,7 +209,7 @@ def evaluate_run(store: RunStore, ref: str, split: str | None = None, data_path:
         recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
         run.update_status(metrics=recorded)
     intervals = bootstrap_intervals(frame["affinity_pk"].to_numpy(), frame["predicted_pk"].to_numpy())
-    return EvaluationResult(run.id, split, metrics, frame, saved, intervals)
+    return EvaluationResult(run.id, split, metrics, frame, saved, intervals, notes)
 
 
 def evaluate_baselines(data_path: Path, split: str, grid_set: GridSet | None = None,

@@ -252,6 +252,9 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
     summary = (f"{len(task.train_set)} train / {len(task.val_set)} val / {len(prepared.test_set)} test complexes; "
                f"init {tune.init}{start}{' (frozen encoder)' if tune.freeze else ''}")
     if run is not None:
+        from lba_cli.runs.provenance import write_provenance
+
+        write_provenance(run, prepared.device)
         # The parent's label is kept in the child, so it survives the parent's deletion.
         run.update_status(world_size=ctx.world_size, parent_label=init.label if init else None)
         run.log(f"finetune on {tune.data_path}: {summary}")

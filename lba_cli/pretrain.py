@@ -332,6 +332,9 @@ def pretrain(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
     config_dict: dict[str, Any] = config_to_dict(prepared.config)
     run = store.create_run(config_dict) if ctx.is_main else None
     if run is not None:
+        from lba_cli.runs.provenance import write_provenance
+
+        write_provenance(run, prepared.device)
         run.update_status(world_size=ctx.world_size,
                           **{k: v for k, v in notes.items() if k not in ("skipped", "warnings", "balance")},
                           excluded_similar=[{"source": p, "reason": r} for p, r in notes["skipped"]

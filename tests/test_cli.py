@@ -155,7 +155,8 @@ def test_config_file_precedence_and_print_config(tmp_path, tiny_h5, monkeypatch)
     assert again["train"]["lr"] == 0.002  # the command line wins over the file
     (tmp_path / "bad.toml").write_text("[train]\nepochs = 3\n")
     result = invoke("finetune", tiny_h5, "--config", tmp_path / "bad.toml")
-    assert result.exit_code == 1 and "unknown TrainConfig field(s): epochs" in result.output
+    assert result.exit_code == 1 and "unknown key 'epochs' in [train]" in result.output
+    assert "did you mean [train] num_epochs (--epochs)" in result.output  # a flag's name points to its field
 
 
 def test_json_output_is_strict_json(tmp_path, tiny_h5, monkeypatch):
@@ -226,7 +227,7 @@ def test_run_names_init_kinds_and_extending_a_run(tmp_path, tiny_h5, monkeypatch
     result = invoke("finetune", tiny_h5, "--init", "rand")
     assert result.exit_code == 1 and "is a finetune run" in result.output
     result = invoke("finetune", "--resume", "rand")
-    assert result.exit_code == 1 and "--epochs N to train it longer" in result.output
+    assert result.exit_code == 1 and "to train it longer" in result.output and "--epochs N (N > 1)" in result.output
     result = invoke("finetune", "--resume", "rand", "--epochs", "2", "--quiet")
     assert result.exit_code == 0, result.output
     shown = json.loads(invoke("runs", "show", "rand", "--format", "json").stdout)
@@ -246,3 +247,93 @@ def test_exclude_ids_report_what_matched_nothing(tmp_path, bm5_corpus):
     assert prepared.notes["num_structures"] == 4
     assert any(path.endswith("1ACB_r_u.pdb.gz") and reason == "excluded by --exclude-ids" for path, reason in skipped)
     assert any("1 of 2 ids match no structure" in reason and "zzzz" in reason for _, reason in skipped)
+
+
+def test_runs_list_on_a_missing_folder_names_it(tmp_path):
+    result = invoke("runs", "list", "--runs-dir", tmp_path / "typo")
+    assert result.exit_code == 1 and "runs folder not found" in result.output and "typo" in result.output
+    result = invoke("compare", "x", "--runs-dir", tmp_path / "typo")
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_tags_starting_with_a_dash_remove_with_or_without_double_dash(tmp_path):
+    from lba_cli.runs import RunStore
+
+    RunStore(tmp_path / "runs").create_run({"kind": "finetune", "name": "a"})
+    runs = ["--runs-dir", tmp_path / "runs"]
+    assert invoke("runs", "tag", "a", "x", "y", "z", *runs).stdout.split() == ["x", "y", "z"]
+    assert invoke("runs", "tag", "a", "-x", *runs).stdout.split() == ["y", "z"]  # no `--` needed
+    assert invoke("runs", "tag", "a", *runs, "--", "-y").stdout.split() == ["z"]
+    assert invoke("runs", "tag", "a", "--remove", "z", *runs).stdout.split() == []
+    result = invoke("runs", "tag", "a", "-nope", *runs)
+    assert result.exit_code == 0 and "has no tag 'nope'" in result.output
+    assert invoke("runs", "tag", "a", *runs).exit_code == 1  # nothing to do is an error, not silence
+
+
+def test_removing_a_parent_run_asks_and_names_its_children(tmp_path, monkeypatch):
+    from lba_cli.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    parent = store.create_run({"kind": "pretrain", "name": "p1"})
+    child = store.create_run({"kind": "finetune", "name": "pre"}, parent_id=parent.id)
+    runs = ["--runs-dir", tmp_path / "runs"]
+    result = invoke("runs", "rm", "p1", *runs)  # no terminal: refused, naming the child
+    assert result.exit_code == 2 and f"{child.id} (pre)" in result.output and parent.path.is_dir()
+    monkeypatch.setattr("lba_cli.cli.run_commands._can_ask", lambda: True)  # as on a terminal
+    result = runner.invoke(app, ["runs", "rm", "p1", *map(str, runs)], input="n\n")
+    assert result.exit_code == 1 and "is the parent of 1 run(s) that stay" in result.output and parent.path.is_dir()
+    result = invoke("runs", "rm", "p1", "--yes", *runs)
+    assert result.exit_code == 0 and "warning:" in result.output and f"{child.id} (pre)" in result.output
+    assert not parent.path.exists() and child.path.is_dir()
+
+
+def test_printed_config_works_from_any_folder(tmp_path, tiny_h5, monkeypatch):
+    """--print-config writes absolute paths; paths written in a TOML file are relative to it."""
+    import shutil
+    import tomllib
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(tiny_h5, work / "tiny.h5")
+    monkeypatch.chdir(work)
+    printed = invoke("finetune", "tiny.h5", "--epochs", "3", "--print-config").stdout
+    assert tomllib.loads(printed)["finetune"]["data_path"] == str(work / "tiny.h5")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "run.toml").write_text(printed)
+    (tmp_path / "configs" / "rel.toml").write_text('kind = "finetune"\n[finetune]\ndata_path = "../work/tiny.h5"\n')
+    monkeypatch.chdir(tmp_path / "configs")
+    for name in ("run.toml", "rel.toml"):
+        again = tomllib.loads(invoke("finetune", "--config", name, "--print-config").stdout)
+        assert again["finetune"]["data_path"] == str(work / "tiny.h5"), name
+
+
+def test_an_empty_split_is_warned_at_voxelize_time(tmp_path, monkeypatch):
+    """One split in the source (e.g. a single LMDB): say which split is empty and how to split."""
+    from conftest import SHARED, require_shared
+
+    require_shared()
+    data = SHARED.parent / "faults" / "10-resume-after-failed-attempt" / "data"
+    lines = (data / "manifest.csv").read_text().splitlines()
+    rows = [",".join([*line.split(",")[:1], str(data / line.split(",")[1]), str(data / line.split(",")[2]),
+                      line.split(",")[3], "train"]) for line in lines[1:]]
+    (tmp_path / "one_split.csv").write_text(lines[0] + "\n" + "\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("voxelize", "one_split.csv", "-o", "x.h5", "--box-size", "10", "--resolution", "2")
+    assert result.exit_code == 0, result.output
+    assert "train 4, val 0, test 0" in result.output
+    assert "warning: split val and test are empty" in result.output and "--split protein" in result.output
+
+
+def test_metrics_and_predictions_read_with_pandas_and_polars(tmp_path, tiny_h5, monkeypatch):
+    import pandas as pd
+    import polars as pl
+
+    from lba_cli.runs import RunStore
+
+    monkeypatch.chdir(tmp_path)
+    assert invoke("finetune", tiny_h5, "--epochs", "2", "--batch-size", "4", "--name", "m").exit_code == 0
+    run = RunStore().resolve("m")
+    for name in ("metrics.parquet", "predictions_test.parquet"):
+        with_pandas, with_polars = pd.read_parquet(run.path / name), pl.read_parquet(run.path / name)
+        assert list(with_pandas.columns) == with_polars.columns and len(with_pandas) == with_polars.height > 0
+    assert pd.read_parquet(run.path / "metrics.parquet")["epoch"].tolist() == [1, 2]

@@ -83,3 +83,13 @@ def test_labels_tell_replicates_apart(store):
     assert labels == ["random seed=0", "random seed=1", "random seed=2"]
     by_lr, title = labels_for(runs, store, color_by="train.lr")
     assert by_lr == ["0.001"] * 3 and title == "train.lr"
+
+
+def test_sorting_grouped_replicates_by_a_metric_uses_its_mean(store):
+    """`lba compare runs/* --sort val/rmse --group` (the README's tour): grouped columns are
+    ``val/rmse mean``; --sort names the metric."""
+    refs = [r.id for r in store.runs() if r.kind == "finetune"]
+    table = compare_runs(store, refs, sort="val/rmse", group_replicates=True).tables["finetune"]
+    means = table["val/rmse mean"].to_list()
+    assert means == sorted(means) and len(means) == 3
+    assert table["label"][0] == "1-2-20"  # 1.4 on average, the best

@@ -111,12 +111,15 @@ def test_precedence_defaults_file_command_line(tmp_path):
 
 
 def test_round_trips_through_json_and_toml(tmp_path):
-    config = RunConfig(kind="finetune", finetune=FinetuneConfig(data_path="d.h5", init="random"),
+    config = RunConfig(kind="finetune", finetune=FinetuneConfig(data_path=str(tmp_path / "d.h5"), init="random"),
                        model=ModelConfig(arch="cnn", widths=(8, 16)), grid=GridConfig(channels="C;N,O;*"), name="x")
     assert config_from_dict(config_to_dict(config)) == config
     path = tmp_path / "c.toml"
     path.write_text(config_to_toml(config))
     assert build_run_config("finetune", path, {}) == config
+    (tmp_path / "sub").mkdir()  # a relative path in a TOML file is relative to the file, not to the current folder
+    (tmp_path / "sub" / "c.toml").write_text(config_to_toml(config).replace(str(tmp_path / "d.h5"), "../d.h5"))
+    assert build_run_config("finetune", tmp_path / "sub" / "c.toml", {}) == config
 
 
 def test_difficulty_labels_and_id_files(tmp_path):

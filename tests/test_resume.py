@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -10,7 +11,11 @@ import sys
 import time
 
 import pytest
+import torch
+from conftest import SHARED, require_shared
+from typer.testing import CliRunner
 
+from lba_cli.cli import app
 from lba_cli.config import FinetuneConfig, RunConfig, TrainConfig
 from lba_cli.finetune import finetune
 from lba_cli.resume import resume_run
@@ -120,3 +125,95 @@ def test_two_processes_writing_one_runs_directory_both_land(tmp_path):
     assert sorted(r["name"] for r in rows) == ["w0", "w1"]
     assert all(r["status"] == "completed" for r in rows)
     assert sorted(r.name for r in store.runs()) == ["w0", "w1"]
+
+
+# --- what --resume changes, and what a failed --resume leaves alone -------------------------
+
+FAULT_10 = SHARED.parent / "faults" / "10-resume-after-failed-attempt"
+TINY = ["--epochs", "1", "--batch-size", "4", "--width", "8", "--width", "16", "--device", "cpu", "-q"]
+
+
+def _lba(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _snapshot(run) -> dict[str, bytes]:
+    """Every file of a run directory, by relative path (the index is outside it)."""
+    return {str(p.relative_to(run.path)): p.read_bytes() for p in sorted(run.path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def grown(tmp_path, monkeypatch):
+    """Fault folder 10's data voxelized in tmp_path, and a finished 1-epoch run 'grow' on it."""
+    require_shared()
+    monkeypatch.chdir(tmp_path)
+    result = _lba("voxelize", FAULT_10 / "data" / "manifest.csv", "-o", "data.h5", "--box-size", "10",
+                  "--resolution", "2", "-q")
+    assert result.exit_code == 0, result.output
+    assert _lba("finetune", "data.h5", *TINY, "--name", "grow").exit_code == 0
+    return RunStore().resolve("grow")
+
+
+def test_fault_10_a_failed_resume_changes_nothing_and_the_retry_trains_on(grown, tmp_path):
+    """../shared/faults/10: extending a finished run while its data file is moved away fails and
+    leaves config.json (num_epochs 1), status and checkpoints as they were; put back, the same
+    command trains the run to 2 epochs."""
+    before = _snapshot(grown)
+    (tmp_path / "data.h5").rename(tmp_path / "data.h5.away")
+    result = _lba("finetune", "--resume", "grow", "--epochs", "2", "-q")
+    assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output
+    assert _snapshot(grown) == before
+    assert json.loads((grown.path / "config.json").read_text())["train"]["num_epochs"] == 1
+
+    for failing in (["--batch-size", "8"],  # a setting a run cannot change
+                    ["--device", "cuda:0"] if not torch.cuda.is_available() else ["--arch", "cnn"]):
+        if not (tmp_path / "data.h5").exists():
+            (tmp_path / "data.h5.away").rename(tmp_path / "data.h5")
+        result = _lba("finetune", "--resume", "grow", "--epochs", "2", *failing, "-q")
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert _snapshot(grown) == before
+
+    result = _lba("finetune", "--resume", "grow", "--epochs", "2", "-q")
+    assert result.exit_code == 0, result.output
+    status = grown.status
+    assert status["status"] == "completed" and status["epochs_done"] == 2
+    assert grown.read_metrics()["epoch"].to_list() == [1, 2]
+
+
+def test_resume_applies_a_new_learning_rate_and_refuses_other_changes(grown):
+    result = _lba("finetune", "--resume", "grow", "--epochs", "2", "--lr", "0.1", "--batch-size", "8",
+                  "--name", "other", "-q")
+    assert result.exit_code == 1
+    assert "train.batch_size (--batch-size): the run has 4, given 8" in result.output
+    assert "name (--name): the run has 'grow', given 'other'" in result.output
+    assert "--lr" in result.output.split("may change only")[1]  # what may change is listed
+
+    result = _lba("finetune", "--resume", "grow", "--epochs", "2", "--lr", "0.1", "--batch-size", "4", "-q")
+    assert result.exit_code == 0, result.output  # an unchanged setting given again is fine
+    assert "train.lr 0.001 -> 0.1" in result.output and "train.num_epochs 1 -> 2" in result.output
+    from lba_cli.checkpoints import load_checkpoint
+
+    groups = load_checkpoint(grown.checkpoint_path("last"))["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [0.1, 0.1]  # encoder (scale 1) and head, from epoch 2 on
+    assert grown.config["train"]["lr"] == 0.1
+    session = grown.provenance["sessions"][-1]
+    assert session["event"] == "resumed"
+    assert session["changes"]["train.lr"] == {"from": 0.001, "to": 0.1, "from_epoch": 2}
+    assert "train.lr 0.001 -> 0.1" in (grown.path / "log.txt").read_text()
+
+
+def test_resume_from_a_moved_data_file_checks_its_contents(grown, tmp_path):
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "data.h5").rename(tmp_path / "moved" / "data.h5")
+    result = _lba("finetune", tmp_path / "moved" / "data.h5", "--resume", "grow", "--epochs", "2", "-q")
+    assert result.exit_code == 0, result.output
+    assert grown.config["finetune"]["data_path"] == str(tmp_path / "moved" / "data.h5")
+    assert grown.provenance["data"][0]["path"] == str(tmp_path / "moved" / "data.h5")
+
+    result = _lba("voxelize", FAULT_10 / "data" / "manifest.csv", "-o", "other.h5", "-q", "--box-size", "10",
+                  "--resolution", "2", "--split", "random", "--seed", "4")
+    assert result.exit_code == 0
+    before = _snapshot(grown)
+    result = _lba("finetune", "other.h5", "--resume", "grow", "--epochs", "3", "-q")
+    assert result.exit_code == 1 and "changed since run" in result.output
+    assert _snapshot(grown) == before

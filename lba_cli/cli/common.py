@@ -14,11 +14,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lba_cli.errors import LbaError
 
-__all__ = ["stdout", "stderr", "friendly_errors", "dump_json", "RunsDir", "Quiet", "OutputFormat",
+__all__ = ["stdout", "stderr", "friendly_errors", "dump_json", "RunsDir", "Quiet", "Force", "OutputFormat",
            "render_frame", "store_from", "reading_status", "print_reading_report"]
 
 _TABLE_WIDTH_WHEN_PIPED = 10_000  # never wrap a cell (a run id) when the output goes to a file or a pipe
@@ -29,6 +30,9 @@ stderr = Console(stderr=True, soft_wrap=True)  # messages are never re-wrapped m
 RunsDir = Annotated[Optional[Path], typer.Option(
     "--runs-dir", envvar="LBA_RUNS_DIR", file_okay=False, help="Runs directory (default: ./runs).",
     rich_help_panel="System", show_default=False)]
+Force = Annotated[bool, typer.Option(
+    "--force", help="Go on (with a warning) when a run's data file or folder differs from the SHA-256 the run "
+                    "recorded.", rich_help_panel="System")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.", rich_help_panel="System")]
 
 
@@ -48,7 +52,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except LbaError as error:
-            stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+            stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             stderr.print("[yellow]interrupted[/]")

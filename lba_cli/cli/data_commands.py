@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lba_cli.choices import LabelUnit, SourceFormat, SplitKind
 from lba_cli.cli.common import Quiet, friendly_errors, print_reading_report, reading_status, stderr, stdout
@@ -46,6 +47,9 @@ def voxelize(
                                                       rich_help_panel="Data")] = LabelUnit.pk,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV.",
                                                    dir_okay=False, rich_help_panel="Data")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists (runs trained on it will "
+                                                        "then refuse it: they recorded its SHA-256).",
+                                        rich_help_panel="Data")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Read complexes, voxelize them and write one HDF5 file.
@@ -59,13 +63,15 @@ def voxelize(
     grid = GridConfig(**config_overrides(voxelize, locals()).get("grid", {}))
     with reading_status(quiet) as seen:
         result = build_dataset(sources, output, grid, fmt=fmt, split=split, seed=seed or 0, on_complex=seen,
-                               label_field=label_field, label_unit=label_unit)
+                               label_field=label_field, label_unit=label_unit, overwrite=force)
     print_reading_report(result.messages, result.notes, result.skipped)
     if report is not None:
         write_skip_report(report, result.skipped)
     counts = ", ".join(f"{split} {n}" for split, n in result.counts.items())
     stdout.print(f"wrote {result.output}: {result.num_written} complexes ({counts}; split {result.split_kind}); "
                  f"{len(result.skipped)} skipped; {len(result.notes)} read with notes", highlight=False)
+    for warning in result.warnings:
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     proteins = ", ".join(f"{k} {v}" for k, v in result.leakage.items())
     ligands = ", ".join(f"{k} {v}" for k, v in result.ligand_leakage.items())
     unknown = (f" [yellow](incomplete: {result.unknown_proteins} complexes have no protein identity)[/]"

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lba_cli.choices import HEADLINE_METRICS, EvaluationSplit, RunKind, SplitName
-from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+from lba_cli.cli.common import Force, OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
 from lba_cli.cli.options import Finetune
 
 _DEFAULT_PANELS = "Pre-training and fine-tuning runs get panels of their own (default: " + "; ".join(
@@ -45,30 +46,46 @@ def evaluate(
                                                  exists=True, dir_okay=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     device: Finetune("--device") = None,
+    force: Force = False,
     runs_dir: RunsDir = None,
 ) -> None:
     """Whole-split MAE, RMSE, Pearson r and Spearman ρ of fine-tuned runs; saves predictions.
 
+    Pre-training runs among RUN... (as `runs/*` gives them) are skipped with a note.
+
     Example: [bold]lba evaluate 20261130-101500-ab12 --split test[/]
-    (or, on an outside data set, every complex of it: lba evaluate RUN --data other.h5)
+    (or every fine-tuning run: lba evaluate runs/*; on an outside data set, every complex of it:
+    lba evaluate RUN --data other.h5)
     """
     import polars as pl
 
     from lba_cli.compare import collect_runs, labels_for
+    from lba_cli.errors import RunNotFoundError
     from lba_cli.evaluate import evaluate_baselines, evaluate_run
     from lba_cli.metrics import MIN_CORRELATION_SIZE
 
     store = store_from(runs_dir)
     found, skipped = collect_runs(store, runs)
     _report_skipped(skipped)
-    labels, _ = labels_for(found, store) if found else ([], "")
+    other = [run for run in found if run.kind != RunKind.finetune]
+    if other:
+        stderr.print(f"[cyan]note:[/] skipped {len(other)} {other[0].kind} run(s) ({', '.join(r.id for r in other)}): "
+                     "evaluate scores fine-tuning runs", highlight=False)
+    found = [run for run in found if run.kind == RunKind.finetune]
+    if not found:
+        raise RunNotFoundError("no fine-tuning run to evaluate among the runs given\nexpected: fine-tuning runs "
+                               "(lba runs list --kind finetune)")
+    labels, _ = labels_for(found, store)
     results, scored = [], {}
     for run, label in zip(found, labels):
         if run.status["status"] != "completed":
             stderr.print(f"[yellow]warning:[/] run {run.id} is {run.status['status']}: evaluating its best epoch so "
                          "far",
                          highlight=False)
-        result = evaluate_run(store, str(run.path), split.value if split else None, data, device or "auto")
+        result = evaluate_run(store, str(run.path), split.value if split else None, data, device or "auto",
+                              force=force)
+        for note in result.notes:
+            stderr.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
         stderr.print(f"predictions: {result.path}", highlight=False)
         if result.metrics["n"] < MIN_CORRELATION_SIZE:
             stderr.print(f"[yellow]note:[/] {result.split} has {int(result.metrics['n'])} complex(es): correlations "

@@ -47,7 +47,9 @@ def list_runs(
     import polars as pl
 
     rows = []
-    found = store_from(runs_dir).index_rows(kind=kind.value if kind else None, name_contains=name, tags=tag or (),
+    store = store_from(runs_dir)
+    store.require_root()
+    found = store.index_rows(kind=kind.value if kind else None, name_contains=name, tags=tag or (),
                                             status=status.value if status else None)
     for row in found:
         metrics = json.loads(row["metrics_json"])
@@ -71,6 +73,7 @@ def show(
     """
     found = store_from(runs_dir).resolve(run)
     info = {"id": found.id, "path": str(found.path), "config": found.config, "status": found.status,
+            "provenance": found.provenance,
             "files": sorted(str(p.relative_to(found.path)) for p in found.path.rglob("*") if p.is_file()
                             and not p.name.startswith("."))}
     if fmt is ShowFormat.table:
@@ -90,11 +93,32 @@ def show(
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         for key, value in flatten_config(info["config"]).items():
             table.add_row(f"config.{key}", str(value))
+        for key, value in _provenance_rows(info["provenance"]):
+            table.add_row(key, value)
         table.add_row("path", info["path"])
         table.add_row("files", "\n".join(info["files"]))
         stdout.print(table)
     else:
         sys.stdout.write(dump_json(info) + "\n")
+
+
+def _provenance_rows(provenance: dict | None) -> list[tuple[str, str]]:
+    """Rows of `lba runs show` for a run's provenance.json: data hashes, then each session."""
+    if not provenance:
+        return [("provenance", "not recorded (run made by an older lba)")]
+    rows = [(f"data {entry['field']}", f"{entry['path']} (sha256 {entry['sha256'][:16]}…, {entry['kind']})")
+            for entry in provenance.get("data", [])]
+    for session in provenance.get("sessions", []):
+        device = session.get("device") or {}
+        git = session.get("git")
+        packages = " ".join(f"{k} {v}" for k, v in (session.get("packages") or {}).items() if v)
+        text = (f"{session.get('at')} lba {session.get('lba_version')}"
+                + (f" (git {git['commit'][:10]}{', dirty' if git.get('dirty') else ''})" if git else "")
+                + f" on {device.get('name', '?')}; {packages}; CUDA {session.get('cuda') or 'none'}")
+        if session.get("changes"):
+            text += "; changed " + ", ".join(f"{k} {v['from']!r} -> {v['to']!r}" for k, v in session["changes"].items())
+        rows.append((session.get("event", "session"), text))
+    return rows
 
 
 @runs_app.command("rm")
@@ -104,37 +128,75 @@ def remove(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Delete runs (their directories and index rows).
+    """Delete runs (their directories and index rows); asks first, naming the runs that were
+    initialised from them.
 
     Example: [bold]lba runs rm 20261130-101500-ab12 --yes[/]
     """
     store = store_from(runs_dir)
     found = [store.resolve(r) for r in runs]
-    if not yes:
-        if not sys.stdin.isatty():
-            raise typer.BadParameter("refusing to delete without a terminal to confirm; add --yes", param_hint="--yes")
-        if not typer.confirm(f"delete {len(found)} run(s): {', '.join(r.id for r in found)}?"):
+    leaving = {run.id for run in found}
+    dependants = {run.id: [row for row in store.children(run) if row["id"] not in leaving] for run in found}
+    lines = [f"delete {len(found)} run(s): {', '.join(_named(r.id, r.name) for r in found)}"]
+    for run in found:
+        if dependants[run.id]:
+            lines.append(f"  {_named(run.id, run.name)} is the parent of {len(dependants[run.id])} run(s) that "
+                         f"stay: {', '.join(_named(row['id'], row['name']) for row in dependants[run.id])} "
+                         "(they keep their weights and label, but lose the parent's checkpoint and settings)")
+    if yes:
+        for line in lines[1:]:
+            stderr.print(f"[yellow]warning:[/] {line.strip()}", highlight=False)
+    else:
+        if not _can_ask():
+            raise typer.BadParameter("refusing to delete without a terminal to confirm; add --yes\n"
+                                     + "\n".join(lines), param_hint="--yes")
+        if not typer.confirm("\n".join(lines) + "\ndelete?", err=True):
             raise typer.Exit(1)
     for run in found:
         store.remove(run)
         stderr.print(f"removed {run.id}", highlight=False)
 
 
-@runs_app.command("tag")
+def _can_ask() -> bool:
+    """Whether a person can answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _named(run_id: str, name: str | None) -> str:
+    return f"{run_id} ({name})" if name else run_id
+
+
+# Unknown options pass through as arguments, so that `-draft` removes a tag with or without `--`.
+@runs_app.command("tag", context_settings={"ignore_unknown_options": True})
 @friendly_errors
 def tag(
     run: Annotated[str, typer.Argument(help="Run id, prefix, name or directory.")],
-    tags: Annotated[list[str], typer.Argument(help="Tags to add; prefix with - to remove (e.g. -draft).")],
+    tags: Annotated[Optional[list[str]], typer.Argument(
+        help="Tags to add; prefix with - to remove (e.g. -draft).", show_default=False)] = None,
+    remove: Annotated[Optional[list[str]], typer.Option(
+        "--remove", help="A tag to remove (repeatable); the same as -TAG.", show_default=False)] = None,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Add or remove tags of a run.
+    """Add or remove tags of a run; prints the run's tags.
 
-    Example: [bold]lba runs tag 20261130-101500-ab12 baseline paper -- -draft[/]
+    Example: [bold]lba runs tag 20261130-101500-ab12 baseline paper -draft[/]
     """
+    from lba_cli.errors import ConfigError
+
+    tags = [t for t in tags or [] if t != "--"]
+    add = [t for t in tags if not t.startswith("-")]
+    drop = [t[1:] for t in tags if t.startswith("-")] + list(remove or [])
+    if not add and not drop:
+        raise ConfigError("no tag given\nexpected: tags to add, -TAG or --remove TAG to remove one")
+    if any(not t.strip() for t in add + drop):
+        raise ConfigError("empty tag given\nexpected: a tag of at least one character (-TAG removes TAG)")
     store = store_from(runs_dir)
     found = store.resolve(run)
-    result = store.tag(found, add=[t for t in tags if not t.startswith("-")],
-                       remove=[t[1:] for t in tags if t.startswith("-")])
+    absent = sorted(set(drop) - set(found.status.get("tags", [])))
+    if absent:
+        stderr.print(f"[cyan]note:[/] run {found.id} has no tag {', '.join(map(repr, absent))} to remove",
+                     highlight=False)
+    result = store.tag(found, add=add, remove=drop)
     stdout.print(" ".join(result), highlight=False)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from lba_cli.choices import RunKind
-from lba_cli.cli.common import Quiet, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+from lba_cli.cli.common import Force, Quiet, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
 from lba_cli.cli.options import ConfigOptions, Finetune, Pretrain, config_overrides
 
 ConfigFile = Annotated[Optional[Path], typer.Option("--config",
@@ -23,7 +23,9 @@ PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the res
 Resume = Annotated[Optional[str], typer.Option("--resume",
                                                help="Continue a stopped run (id, prefix, name or directory) from its "
                                                     "last checkpoint; with --epochs N, train it to N epochs in all. "
-                                                    "Other options are ignored.", rich_help_panel="System",
+                                                    "--lr, --weight-decay, --patience, --device and --workers change "
+                                                    "the rest of the run (recorded in its log); other options that "
+                                                    "differ from the run's are refused.", rich_help_panel="System",
                                                         show_default=False)]
 Seeds = Annotated[Optional[str], typer.Option("--seeds",
                                               help='Run replicates as sibling runs of one group, one per seed: '
@@ -64,12 +66,22 @@ def _train(kind: RunKind, command: Any, values: dict[str, Any]) -> None:
 
     reporter = ProgressReporter(stderr, quiet=values["quiet"])
     store = store_from(values["runs_dir"])
-    if values["resume"]:
-        from lba_cli.resume import resume_run
-
-        _summary(resume_run(store, values["resume"], reporter, kind=kind.value, num_epochs=values["epochs"]))
-        return
     from lba_cli.config import build_run_config, config_to_toml
+
+    if values["resume"]:
+        from lba_cli.resume import plan_resume, resume_run
+
+        for option, given in (("--seeds", values.get("seeds")), ("--config", values["config_file"])):
+            if given:
+                raise typer.BadParameter(f"{option} cannot be combined with --resume (the run's own config.json "
+                                         "defines it; give the settings to change as options)", param_hint=option)
+        plan = plan_resume(store, values["resume"], kind=kind.value, overrides=config_overrides(command, values),
+                           force=values["force"])
+        if values["print_config"]:
+            stdout.print(config_to_toml(plan.config), end="", highlight=False, markup=False)
+            return
+        _summary(resume_run(store, plan, reporter))
+        return
 
     parameter, hint, message = _NEEDS[kind]
     if not values[parameter] and values["config_file"] is None:
@@ -132,6 +144,7 @@ def pretrain(
     name: Pretrain("--name") = None,
     runs_dir: RunsDir = None,
     resume: Resume = None,
+    force: Force = False,
     config_file: ConfigFile = None,
     print_config: PrintConfig = False,
     quiet: Quiet = False,
@@ -171,6 +184,7 @@ def finetune(
     name: Finetune("--name") = None,
     runs_dir: RunsDir = None,
     resume: Resume = None,
+    force: Force = False,
     config_file: ConfigFile = None,
     print_config: PrintConfig = False,
     quiet: Quiet = False,
@@ -210,6 +224,7 @@ def sweep(
     finetune_epochs: SweepFinetune("--epochs") = None,
     finetune_batch_size: SweepFinetune("--batch-size") = None,
     arch: SweepBoth("--arch") = None,
+    width: SweepBoth("--width") = None,
     lr: SweepBoth("--lr") = None,
     patience: SweepBoth("--patience") = None,
     device: SweepBoth("--device") = None,

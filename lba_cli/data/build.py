@@ -44,6 +44,7 @@ class BuildReport:
             sequence): the protein leakage check cannot see them.
         messages: what the user should know about the sources and the split.
         split_kind: the split that was applied.
+        warnings: what will stop or mislead the next step (an empty split).
     """
 
     output: Path
@@ -55,6 +56,7 @@ class BuildReport:
     unknown_proteins: int = 0
     messages: list[str] = field(default_factory=list)
     split_kind: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def num_written(self) -> int:
@@ -257,6 +259,7 @@ def build_dataset(
     on_complex: Callable[[str], None] | None = None,
     label_field: str | None = None,
     label_unit: LabelUnit | str = LabelUnit.pk,
+    overwrite: bool = False,
 ) -> BuildReport:
     """Read complexes from every source, voxelize them and write one HDF5 file.
 
@@ -270,14 +273,20 @@ def build_dataset(
         seed: seed of the protein or random split.
         on_complex: called with each complex id as it is read (for progress).
         label_field, label_unit: the affinity property of an SDF series and its unit.
+        overwrite: replace ``output`` if it exists (runs trained on it record its SHA-256,
+            so they will refuse the new file).
 
     Returns:
         A `BuildReport`. Every complex needs a measured affinity (training data): one
         without is skipped (stage ``label``).
 
     Raises:
-        DataError: if no complex could be read (nothing is written then).
+        DataError: if no complex could be read (nothing is written then), or ``output``
+            exists and not ``overwrite``.
     """
+    if Path(output).exists() and not overwrite:
+        raise DataError(f"{output} exists already\nexpected: a new file name, or --force to replace it (runs "
+                        "trained on it recorded its SHA-256 and will refuse the new file)")
     readout = read_sources(sources, grid, fmt=fmt, options=SourceOptions(label_field, label_unit),
                            on_complex=on_complex)
     skipped, messages = readout.skipped, readout.messages
@@ -322,6 +331,7 @@ def build_dataset(
     )
     counts = Counter(splits)
     return BuildReport(
+        warnings=_empty_split_warnings(counts, split),
         output=Path(output),
         counts={s: counts.get(s, 0) for s in SPLITS},
         skipped=skipped,
@@ -332,6 +342,21 @@ def build_dataset(
         messages=messages,
         split_kind=split.value,
     )
+
+
+def _empty_split_warnings(counts: Counter, kind: SplitKind) -> list[str]:
+    """A warning per empty split: fine-tuning needs train and val, evaluation a test split."""
+    empty = [s for s in SPLITS if not counts.get(s)]
+    if not empty:
+        return []
+    shown = ", ".join(f"{s} {counts.get(s, 0)}" for s in SPLITS)
+    if kind is SplitKind.predefined:
+        how = ("the source's own split puts no complex there (e.g. one LMDB, or a manifest whose split column "
+               "lacks it); split anew with --split protein (whole proteins per split, no leakage) or --split random")
+    else:
+        how = "too few complexes (or proteins) to fill every split: add complexes, or try --split random"
+    return [f"split {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty ({shown}): {how}; "
+            "lba finetune needs train and val complexes"]
 
 
 def write_skip_report(path: Path, skipped: list[Skipped]) -> None:

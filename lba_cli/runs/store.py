@@ -3,7 +3,9 @@
 Layout of a runs directory (``./runs``, ``--runs-dir`` or ``LBA_RUNS_DIR``):
 
     index.sqlite                  the index (WAL mode); rebuilt by `RunStore.reindex`
-    <run_id>/config.json          resolved config + lba version + git SHA; written once
+    <run_id>/config.json          resolved config + lba version + git SHA; written at creation,
+                                  and again only by a --resume that changes a setting
+    <run_id>/provenance.json      versions, device, git state, data fingerprints (`lba_cli.runs.provenance`)
     <run_id>/status.json          status, times, heartbeat, best epoch, summary metrics
     <run_id>/metrics.parquet      one row per epoch: epoch, step, elapsed_s, train/*, val/*
     <run_id>/predictions_<split>.parquet   id, affinity_pk, predicted_pk
@@ -29,7 +31,6 @@ import secrets
 import shutil
 import socket
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from lba_cli.atomic import atomic_path, write_text_atomic
 from lba_cli.choices import RunStatus
 from lba_cli.errors import RunNotFoundError, StoreError
 from lba_cli.runs import index
+from lba_cli.runs.provenance import git_state
 
 __all__ = ["RunStore", "Run", "new_group_id", "STALE_AFTER_S", "default_runs_dir", "utc_now", "is_run_dir"]
 
@@ -64,15 +66,6 @@ def default_runs_dir() -> Path:
 def is_run_dir(path: Path) -> bool:
     """True for a folder holding a run's ``config.json`` and ``status.json``."""
     return (path / CONFIG_NAME).is_file() and (path / STATUS_NAME).is_file()
-
-
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def new_group_id() -> str:
@@ -121,6 +114,13 @@ class Run:
     @property
     def name(self) -> str | None:
         return self.config.get("name")
+
+    @property
+    def provenance(self) -> dict[str, Any] | None:
+        """``provenance.json`` (`lba_cli.runs.provenance`); None for runs made before it existed."""
+        from lba_cli.runs.provenance import read_provenance
+
+        return read_provenance(self)
 
     def checkpoint_path(self, which: str) -> Path:
         """``checkpoints/<which>.pt`` (``best`` or ``last``)."""
@@ -269,7 +269,8 @@ class RunStore:
         else:  # pragma: no cover - 20 collisions of a random suffix in one second
             raise StoreError(f"could not create a new run directory in {self.root}")
         (path / "checkpoints").mkdir()
-        full = {**config, "lba_version": __version__, "git_sha": _git_sha()}
+        git = git_state()
+        full = {**config, "lba_version": __version__, "git_sha": git["commit"] if git else None}
         write_text_atomic(path / CONFIG_NAME, json.dumps(full, indent=2, sort_keys=True))
         status = {"status": RunStatus.created.value, "created_at": utc_now(), "parent_id": parent_id,
                   "host": socket.gethostname(), "pid": os.getpid(), "metrics": {}}
@@ -301,13 +302,14 @@ class RunStore:
             found = as_path.resolve()
             return Run(found.name, found, self if found.parent == self.root.resolve() else RunStore(found.parent))
         if not self.root.is_dir():
-            matches = []
-        else:
-            with self._index() as db:
+            raise RunNotFoundError(f"no run matches {ref!r}: the runs folder {self.root} does not exist\n"
+                                   "expected: the folder given by --runs-dir or LBA_RUNS_DIR (default ./runs), "
+                                   "or a run directory path")
+        with self._index() as db:
+            matches = index.find_runs(db, ref)
+            if not matches or not all(is_run_dir(self.root / row["id"]) for row in matches):
+                self._sync(db)  # a miss: the directories may know more than the index
                 matches = index.find_runs(db, ref)
-                if not matches or not all(is_run_dir(self.root / row["id"]) for row in matches):
-                    self._sync(db)  # a miss: the directories may know more than the index
-                    matches = index.find_runs(db, ref)
         if len(matches) > 1 and kind is not None:
             matches = [row for row in matches if row["kind"] == kind] or matches
         if len(matches) == 1:
@@ -318,6 +320,17 @@ class RunStore:
                                    "(see `lba runs list`)")
         listed = "\n  ".join(f"{row['id']}  {row['name'] or ''}" for row in matches[:10])
         raise RunNotFoundError(f"{ref!r} matches {len(matches)} runs; give more of the id:\n  {listed}")
+
+    def require_root(self) -> None:
+        """Raise `StoreError` naming the runs folder when it does not exist (a mistyped
+        ``--runs-dir`` should not look like an empty one)."""
+        if not self.root.is_dir():
+            raise StoreError(f"runs folder not found: {self.root}\n"
+                             "expected: an existing folder given by --runs-dir or LBA_RUNS_DIR (default ./runs)")
+
+    def children(self, run: Run) -> list[dict[str, Any]]:
+        """Index rows of the runs initialised from ``run`` (its fine-tuning children)."""
+        return [row for row in self.index_rows() if row.get("parent_id") == run.id]
 
     def remove(self, run: Run) -> None:
         """Delete a run directory and its index row (and tags)."""
