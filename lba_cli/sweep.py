@@ -19,6 +19,7 @@ import polars as pl
 
 from lba_cli.atomic import write_text_atomic
 from lba_cli.config import RunConfig
+from lba_cli.data.grids_h5 import read_grid_config
 from lba_cli.errors import ConfigError
 from lba_cli.metrics import mean_std
 from lba_cli.runs import Run, RunStore, new_group_id
@@ -109,10 +110,12 @@ def run_sweep(plan: SweepPlan, store: RunStore, reporter: Reporter | None = None
 
     for seed in plan.seeds:
         tune("random", seed, "random", False)
+    # The encoders must fit the fine-tuning data: pre-train on the grid it was voxelized with.
+    grid = read_grid_config(Path(plan.finetune.finetune.data_path))
     for pad_min, pad_max, angle in plan.settings:
         task = dataclasses.replace(plan.pretrain.neighbor, pad_min_A=pad_min, pad_max_A=pad_max, angle_deg=angle)
         label = task.label
-        config = dataclasses.replace(plan.pretrain, neighbor=task, name=f"sweep-pretrain-{label}",
+        config = dataclasses.replace(plan.pretrain, neighbor=task, name=f"sweep-pretrain-{label}", grid=grid,
                                      train=dataclasses.replace(plan.pretrain.train, seed=plan.seeds[0]))
         reporter.message(f"sweep: pre-train {label}")
         pre = pretrain(config, store, reporter)
