@@ -1,8 +1,10 @@
 """Figures with plotnine: learning curves and predicted-vs-measured scatter plots.
 
 Curves follow the original research's style: one panel per metric, x = epoch, colour = the
-run's label (the setting that varies, e.g. pre-training difficulty ``1-2-20``), the raw
-curve faint with an exponentially smoothed curve drawn over it. Pre-training and fine-tuning
+run's label (the setting that varies, e.g. pre-training difficulty ``1-2-20``), the recorded
+values as points on a faint line with an exponentially smoothed curve drawn over it; the legend
+says which is which and with what smoothing (``--smooth 0`` draws the recorded values alone),
+and each run's best epoch (the checkpoint kept as ``best``) is marked. Pre-training and fine-tuning
 runs never share a panel: their losses are different quantities (cross-entropy over 6 faces,
 MSE in pK²), so with both kinds each panel is one kind's metric.
 """
@@ -20,9 +22,11 @@ from lba_cli.choices import HEADLINE_METRICS, RunKind
 from lba_cli.errors import LbaError
 
 __all__ = ["theme_lba", "curves_frame", "select_panels", "plot_curves", "plot_scatter", "plot_sweep", "save_plot",
-           "SMOOTHING_ALPHA", "KIND_TITLES"]
+           "DEFAULT_SMOOTHING", "KIND_TITLES", "check_smoothing"]
 
-SMOOTHING_ALPHA = 0.5
+# The weight of the previous smoothed value in the exponential moving average (TensorBoard's
+# "smoothing"): 0 draws the recorded values, 0.5 gives the newest epoch half the weight.
+DEFAULT_SMOOTHING = 0.5
 KIND_TITLES = {RunKind.pretrain: "pre-training", RunKind.finetune: "fine-tuning"}
 _AXIS_LABELS = {"epoch": "epoch", "step": "optimizer step", "elapsed_s": "time (s)"}
 _CURVE_SCHEMA = {"run": pl.Utf8, "label": pl.Utf8, "kind": pl.Utf8, "epoch": pl.Int64, "step": pl.Int64,
@@ -36,7 +40,16 @@ def theme_lba():
     return theme_bw(base_size=10) + theme(legend_position="right", strip_text=element_text(size=9))
 
 
-def curves_frame(histories: list[tuple[str, str, str, pl.DataFrame]]) -> pl.DataFrame:
+def check_smoothing(smoothing: float) -> float:
+    """Raise `LbaError` unless ``smoothing`` is in [0, 1); returns it."""
+    if not 0 <= smoothing < 1:
+        raise LbaError(f"invalid --smooth {smoothing!r}\nexpected: a weight in [0, 1): 0 draws the recorded values "
+                       f"alone, {DEFAULT_SMOOTHING} (default) halves the weight of each older epoch")
+    return smoothing
+
+
+def curves_frame(histories: list[tuple[str, str, str, pl.DataFrame]],
+                 smoothing: float = DEFAULT_SMOOTHING) -> pl.DataFrame:
     """Long frame of per-epoch metrics.
 
     Args:
@@ -46,8 +59,10 @@ def curves_frame(histories: list[tuple[str, str, str, pl.DataFrame]]) -> pl.Data
     Returns:
         Columns of `_CURVE_SCHEMA`: run, label, kind (Utf8), epoch, step (Int64), elapsed_s
         (Float64), metric (Utf8), value (Float64), smoothed (Float64: exponential moving
-        average, weight `SMOOTHING_ALPHA` on the newest point).
+        average with weight ``smoothing`` on the previous average, ``1 - smoothing`` on the
+        newest value; equal to value when ``smoothing`` is 0).
     """
+    check_smoothing(smoothing)
     frames = []
     for run_id, label, kind, history in histories:
         if history.is_empty():
@@ -60,8 +75,9 @@ def curves_frame(histories: list[tuple[str, str, str, pl.DataFrame]]) -> pl.Data
     if not frames:
         return pl.DataFrame(schema=_CURVE_SCHEMA)
     frame = pl.concat(frames, how="diagonal_relaxed").sort("run", "metric", "epoch")
-    frame = frame.with_columns(pl.col("value").ewm_mean(alpha=SMOOTHING_ALPHA, adjust=True).over("run", "metric")
-                               .alias("smoothed"))
+    smoothed = (pl.col("value").ewm_mean(alpha=1 - smoothing, adjust=True).over("run", "metric") if smoothing
+                else pl.col("value"))
+    frame = frame.with_columns(smoothed.alias("smoothed"))
     return frame.select(*_CURVE_SCHEMA)
 
 
@@ -94,20 +110,37 @@ def select_panels(frame: pl.DataFrame, patterns: list[str] | None) -> list[tuple
     return panels
 
 
-def plot_curves(frame: pl.DataFrame, panels: list[tuple[str, str]], x: str = "epoch", color_title: str = "run"):
+def plot_curves(frame: pl.DataFrame, panels: list[tuple[str, str]], x: str = "epoch", color_title: str = "run",
+                smoothing: float = DEFAULT_SMOOTHING, best_epochs: dict[str, int | None] | None = None,
+                best_metric: str = "val/loss"):
     """Learning curves, one panel per (run kind, metric); panels name the kind when there are two.
 
     Args:
-        frame: output of `curves_frame`.
+        frame: output of `curves_frame` (made with the same ``smoothing``).
         panels: (kind, metric) pairs in panel order (`select_panels`).
         x: ``epoch``, ``step`` or ``elapsed_s``.
         color_title: legend title (the setting the labels stand for).
+        smoothing: the weight `curves_frame` smoothed with, named in the legend; 0 draws
+            the recorded values alone.
+        best_epochs: run id -> its best epoch, marked with a diamond in every panel.
+        best_metric: what chose the best epoch, for the legend.
 
     Returns:
         A plotnine ``ggplot``.
     """
     import pandas as pd
-    from plotnine import aes, facet_wrap, geom_line, geom_point, ggplot, labs, scale_x_continuous
+    from plotnine import (
+        aes,
+        facet_wrap,
+        geom_line,
+        geom_point,
+        ggplot,
+        labs,
+        scale_alpha_manual,
+        scale_shape_manual,
+        scale_size_manual,
+        scale_x_continuous,
+    )
 
     both_kinds = len({kind for kind, _ in panels}) > 1
 
@@ -116,18 +149,40 @@ def plot_curves(frame: pl.DataFrame, panels: list[tuple[str, str]], x: str = "ep
 
     wanted = pl.DataFrame({"kind": [k for k, _ in panels], "metric": [m for _, m in panels],
                            "panel": [title(k, m) for k, m in panels]})
-    data = _to_pandas(frame.join(wanted, on=["kind", "metric"], how="inner"))
-    data["panel"] = pd.Categorical(data["panel"], categories=wanted["panel"].to_list(), ordered=True)
-    return (
-        ggplot(data, aes(x=x, color="label", group="run"))
-        + geom_line(aes(y="value"), alpha=0.3)
-        + geom_line(aes(y="smoothed"), size=0.9)
-        + geom_point(aes(y="value"), alpha=0.3, size=0.8)
+    data = frame.join(wanted, on=["kind", "metric"], how="inner")
+    recorded = "recorded (points)"
+    smoothed = f"smoothed (EMA, --smooth {smoothing:g})"
+    series = [data.with_columns(pl.col("value").alias("y"), pl.lit(recorded).alias("series"))]
+    if smoothing:
+        series.append(data.with_columns(pl.col("smoothed").alias("y"), pl.lit(smoothed).alias("series")))
+    lines = pl.concat(series).with_columns((pl.col("run") + " " + pl.col("series")).alias("line"))
+    best = data.join(pl.DataFrame({"run": list((best_epochs or {}).keys()),
+                                   "epoch": [e for e in (best_epochs or {}).values()]},
+                                  schema={"run": pl.Utf8, "epoch": pl.Int64}), on=["run", "epoch"], how="inner")
+    best_label = f"best epoch (lowest {best_metric})"
+    best = best.with_columns(pl.lit(best_label).alias("marker"))
+    order = wanted["panel"].to_list()
+    lines_pd, points_pd, best_pd = (_to_pandas(f) for f in (lines, data, best))
+    for part in (lines_pd, points_pd, best_pd):
+        part["panel"] = pd.Categorical(part["panel"], categories=order, ordered=True)
+    kinds = [recorded, smoothed] if smoothing else [recorded]
+    figure = (
+        ggplot(lines_pd, aes(x=x, y="y", color="label", group="line"))
+        + geom_line(aes(alpha="series", size="series"))
+        + geom_point(points_pd, aes(x=x, y="value", color="label"), inherit_aes=False, alpha=0.5, size=0.8)
+        + scale_alpha_manual(values=dict(zip(kinds, (0.3, 1.0) if smoothing else (1.0,))), breaks=kinds,
+                             name="curve")
+        + scale_size_manual(values=dict(zip(kinds, (0.5, 0.9) if smoothing else (0.6,))), breaks=kinds, name="curve")
         + facet_wrap("panel", scales="free_y")
         + labs(x=_AXIS_LABELS.get(x, x), y="", color=color_title)
         + (scale_x_continuous(breaks=_integer_breaks) if x in ("epoch", "step") else scale_x_continuous())
         + theme_lba()
     )
+    if len(best_pd):
+        figure += geom_point(best_pd, aes(x=x, y="value", color="label", shape="marker"), inherit_aes=False,
+                             size=2.6, fill="white", stroke=0.9)
+        figure += scale_shape_manual(values={best_label: "D"}, name="checkpoint kept as best")
+    return figure
 
 
 def _integer_breaks(limits: tuple[float, float]) -> list[int]:

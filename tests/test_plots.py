@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from lba_cli.errors import LbaError
-from lba_cli.plots import curves_frame, plot_curves, plot_scatter, save_plot, select_panels
+from lba_cli.plots import DEFAULT_SMOOTHING, curves_frame, plot_curves, plot_scatter, save_plot, select_panels
 
 
 def _history(epochs: int, **metrics: float) -> pl.DataFrame:
@@ -31,6 +31,25 @@ def test_curves_frame_is_long_with_kind_and_smoothing(frame):
     assert p1_loss["value"].to_list() == pytest.approx([1.7, 0.85, 1.7 / 3])
     assert p1_loss["smoothed"][0] == pytest.approx(1.7) and p1_loss["smoothed"][1] > p1_loss["value"][1]
     assert set(frame["kind"]) == {"pretrain", "finetune"}
+
+
+def test_smoothing_is_switchable_labelled_and_the_best_epoch_marked(frame):
+    raw = curves_frame([("f1", "random", "finetune", _history(4, val__rmse=1.6))], smoothing=0)
+    assert raw["smoothed"].to_list() == raw["value"].to_list()
+    with pytest.raises(LbaError, match="--smooth"):
+        curves_frame([("f1", "random", "finetune", _history(2, val__rmse=1.6))], smoothing=1.0)
+
+    panels = [("finetune", "val/rmse")]
+    figure = plot_curves(frame, panels, smoothing=DEFAULT_SMOOTHING, best_epochs={"f1": 2, "f2": None})
+    series = set(figure.data["series"])
+    assert series == {"recorded (points)", f"smoothed (EMA, --smooth {DEFAULT_SMOOTHING:g})"}  # the legend's entries
+    (marked,) = [layer.geom.data for layer in figure.layers
+                 if layer.geom.data is not None and "marker" in layer.geom.data]
+    assert marked[["run", "epoch"]].values.tolist() == [["f1", 2]]  # f2 has no best epoch yet: nothing marked
+    assert marked["value"].tolist() == pytest.approx([1.6 / 2])  # the recorded value, not the smoothed one
+    assert set(marked["marker"]) == {"best epoch (lowest val/loss)"}
+    raw_figure = plot_curves(raw, panels, smoothing=0)
+    assert set(raw_figure.data["series"]) == {"recorded (points)"}
 
 
 def test_pretraining_and_finetuning_never_share_a_panel(frame):

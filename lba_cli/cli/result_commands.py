@@ -114,6 +114,9 @@ def plot(
     kind: Annotated[PlotKind, typer.Option(
         "--kind", help="curves (metrics per epoch) or scatter (predicted vs measured pK).")] = PlotKind.curves,
     x: Annotated[XAxis, typer.Option("--x", help="x axis of curves.")] = XAxis.epoch,
+    smooth: Annotated[float, typer.Option(
+        "--smooth", help="Smoothing of the bold curve drawn over the recorded values (exponential moving average: "
+                         "weight of the previous average, in [0, 1)); 0 draws the recorded values alone.")] = 0.5,
     split: Annotated[SplitName, typer.Option("--split", help="Split of the scatter plot.")] = SplitName.test,
     width: Annotated[float, typer.Option("--width-in", help="Figure width, inches.")] = 9.0,
     height: Annotated[float, typer.Option("--height-in", help="Figure height, inches.")] = 6.0,
@@ -128,10 +131,11 @@ def plot(
     from lba_cli.compare import collect_runs, labels_for
     from lba_cli.errors import ConfigError, RunNotFoundError
     from lba_cli.metrics import regression_metrics
-    from lba_cli.plots import curves_frame, plot_curves, plot_scatter, save_plot, select_panels
+    from lba_cli.plots import check_smoothing, curves_frame, plot_curves, plot_scatter, save_plot, select_panels
 
     if not (0 < width <= 50 and 0 < height <= 50):
         raise ConfigError(f"figure size {width} x {height} in\nexpected: --width-in and --height-in in (0, 50]")
+    check_smoothing(smooth)
     store = store_from(runs_dir)
     found, skipped = collect_runs(store, runs)
     _report_skipped(skipped)
@@ -144,9 +148,10 @@ def plot(
                               "pre-trains\nexpected: fine-tuning runs (lba runs list --kind finetune)")
     labels, title = labels_for(found, store, color_by)
     if kind is PlotKind.curves:
-        frame = curves_frame([(r.id, label, r.kind, r.read_metrics()) for r, label in zip(found, labels)])
+        frame = curves_frame([(r.id, label, r.kind, r.read_metrics()) for r, label in zip(found, labels)], smooth)
         figure = plot_curves(frame, select_panels(frame, metric), x="elapsed_s" if x is XAxis.time else x.value,
-                             color_title=title)
+                             color_title=title, smoothing=smooth,
+                             best_epochs={r.id: r.status.get("best_epoch") for r in found})
     else:
         parts, scores = [], []
         for run, label in zip(found, labels):
