@@ -34,7 +34,7 @@ from lba_cli.model_card import make_model_card
 from lba_cli.runs import Run, RunStore
 
 __all__ = ["ExportedModel", "ExportResult", "export_run", "read_export", "is_export_dir", "file_sha256",
-           "package_versions", "check_run_data", "EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "WEIGHTS_NAME"]
+           "package_versions", "EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "WEIGHTS_NAME"]
 
 EXPORT_FORMAT = "lba-model"
 EXPORT_FORMAT_VERSION = 1
@@ -141,15 +141,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def check_run_data(run: Run) -> None:
-    """The call site of the run's data-file hash check (refuse on a mismatch; ``--force`` warns).
-
-    The check and the hash it compares with are recorded by the run's provenance, which is not
-    part of this module; until that lands, nothing is compared here, and `export_run` reports
-    the hash of the file as it is now.
-    """
-
-
 def _target_scaling(state: dict[str, Any]) -> dict[str, Any]:
     if all(key in state for key in _SCALE_KEYS):
         mean, std = (float(state[key]) for key in _SCALE_KEYS)
@@ -158,15 +149,29 @@ def _target_scaling(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _training_data(run: Run, config: dict[str, Any]) -> dict[str, Any]:
-    """The fine-tuning data file: path, SHA-256 and split sizes (None where the file is gone)."""
+    """The fine-tuning data file: path, SHA-256 and split sizes.
+
+    The SHA-256 is the one the run recorded when it was trained (its provenance); the file is
+    read for its split sizes only when it still matches. A run made before lba recorded
+    fingerprints gets the hash of the file as it is now, with a note saying so.
+    """
     from lba_cli.data.grids_h5 import read_grid_set
+    from lba_cli.runs.provenance import check_run_data
 
     path = Path(config["finetune"]["data_path"])
-    info: dict[str, Any] = {"path": str(path), "sha256": None, "size_bytes": None, "split_sizes": None}
+    recorded = next((entry for entry in (run.provenance or {}).get("data", [])
+                     if entry.get("field") == "finetune.data_path"), None)
+    info: dict[str, Any] = {"path": str(path), "sha256": recorded["sha256"] if recorded else None,
+                            "size_bytes": recorded["size_bytes"] if recorded else None, "split_sizes": None}
     if not path.is_file():
         return info
-    check_run_data(run)
-    info.update(sha256=file_sha256(path), size_bytes=path.stat().st_size)
+    if recorded is None:
+        info.update(sha256=file_sha256(path), size_bytes=path.stat().st_size,
+                    note="hashed at export: the run recorded no fingerprint of its data")
+    elif check_run_data(run, force=True, fields=("finetune.data_path",)):
+        info["note"] = (f"the file at this path changed since the run was trained on it (now sha256 "
+                        f"{file_sha256(path)}); the hash above is the one recorded at training")
+        return info
     try:
         data = read_grid_set(path)
     except LbaError:

@@ -89,6 +89,7 @@ def _data(manifest: dict[str, Any], config: dict[str, Any]) -> str:
     sizes = data.get("split_sizes")
     rows = [["file", f"`{data.get('path')}`"],
             ["SHA-256", f"`{data['sha256']}`" if data.get("sha256") else "unknown (the file was not found at export)"],
+            *([["note", data["note"]]] if data.get("note") else []),
             ["split sizes (train / val / test)",
              " / ".join(str(sizes.get(s, 0)) for s in ("train", "val", "test")) if sizes else "unknown"],
             ["epochs (best / done / asked)",

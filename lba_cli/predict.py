@@ -24,7 +24,7 @@ from lba_cli.choices import ALL_COMPLEXES, LabelUnit, RunKind, SourceFormat
 from lba_cli.config import GridConfig, run_config_from_json
 from lba_cli.data.records import Skipped, SourceOptions
 from lba_cli.errors import ConfigError, DataError, RunNotFoundError
-from lba_cli.export import ExportedModel, check_run_data, is_export_dir, read_export
+from lba_cli.export import ExportedModel, is_export_dir, read_export
 from lba_cli.runs import Run, RunStore, is_run_dir
 
 __all__ = ["Predictor", "PredictionReport", "PREDICTIONS_SCHEMA", "SDF_PROPERTIES", "split_models_and_sources",
@@ -65,7 +65,6 @@ class Predictor:
         from lba_cli.evaluate import load_affinity_model, make_affinity_model
 
         if self.run is not None:
-            check_run_data(self.run)
             return load_affinity_model(self.run, device)[0]
         return make_affinity_model(self.config, self.export.read_weights(device), device)
 

@@ -105,3 +105,15 @@ def test_a_run_made_before_provenance_is_named_not_refused(data):
     assert "records no data fingerprints" in check_run_data(run)[0]
     result = invoke("evaluate", "old")
     assert result.exit_code == 0 and "records no data fingerprints" in result.output
+
+
+def test_an_export_gives_the_hash_the_run_was_trained_on(data):
+    assert invoke("finetune", data, *TINY, "--name", "r").exit_code == 0
+    recorded = hashlib.sha256(data.read_bytes()).hexdigest()
+    result = invoke("voxelize", MANIFEST, "-o", data, *GRID, "-q", "--split", "random", "--seed", "5", "--force")
+    assert result.exit_code == 0
+    result = invoke("export", "r", "exported")
+    assert result.exit_code == 0, result.output
+    assert "changed since the run was trained on it" in result.output
+    card = (data.parent / "exported" / "README.md").read_text()
+    assert recorded in card and hashlib.sha256(data.read_bytes()).hexdigest() in card

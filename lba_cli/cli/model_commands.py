@@ -144,5 +144,7 @@ def export(
     if manifest["run"]["kind"] == "finetune" and not data.get("sha256"):
         stderr.print(f"[yellow]warning:[/] training data {data.get('path')} not found: the model card gives no hash "
                      "or split sizes", highlight=False)
+    if data.get("note"):
+        stderr.print(f"[yellow]note:[/] training data {data.get('path')}: {data['note']}", highlight=False)
     stderr.print(f"exported run {manifest['run']['id']} ({manifest['parameters']:,} parameters)", highlight=False)
     stdout.print(str(result.path), highlight=False)
