@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from lba_cli.errors import LbaError, RunNotFoundError
-from lba_cli.metrics import REGRESSION_METRICS, higher_is_better, mean_std
+from lba_cli.metrics import DEFAULT_DDOF, REGRESSION_METRICS, higher_is_better, mean_std
 from lba_cli.runs import INDEX_NAME, Run, RunStore, is_run_dir
 
 __all__ = ["flatten_config", "run_label", "differing_settings", "collect_runs", "compare_runs", "Comparison",
@@ -122,7 +122,7 @@ class Comparison:
 
 
 def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, show_all: bool = False,
-                 group_replicates: bool = False) -> Comparison:
+                 group_replicates: bool = False, ddof: int = DEFAULT_DDOF) -> Comparison:
     """Build the comparison tables of the referenced runs, one per run kind.
 
     Args:
@@ -132,8 +132,11 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
             (`lba_cli.metrics.higher_is_better`), ascending for a setting.
         show_all: show every setting, not only those that differ.
         group_replicates: one row per group of runs that differ only in ``train.seed``,
-            metrics as ``<metric> mean`` and ``<metric> std`` columns (population std,
-            ddof = 0, as ATOM3D reports; std is 0 for a group of one run).
+            metrics as ``<metric> mean`` and ``<metric> std`` columns (sample std, ddof =
+            ``ddof``, in a ``std_ddof`` column; blank for a group of one run), and the names
+            of its runs.
+        ddof: 1 for the sample standard deviation over a group's runs, 0 for the population
+            one (ATOM3D's tables).
 
     Raises:
         RunNotFoundError: for an unknown reference; LbaError for an unknown sort column.
@@ -144,14 +147,16 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
     by_kind: dict[str, list[Run]] = {}
     for run in runs:
         by_kind.setdefault(run.kind, []).append(run)
-    tables = {kind: _kind_table(store, members, sort, show_all, group_replicates) for kind, members in by_kind.items()}
+    tables = {kind: _kind_table(store, members, sort, show_all, group_replicates, ddof)
+              for kind, members in by_kind.items()}
     if sort is not None and not any(_sort_column(sort, t) for t in tables.values()):
         columns = sorted({c for t in tables.values() for c in t.columns})
         raise LbaError(f"cannot sort by {sort!r}\nexpected one of: {', '.join(columns)}")
     return Comparison(tables, skipped)
 
 
-def _kind_table(store: RunStore, runs: list[Run], sort: str | None, show_all: bool, group: bool) -> pl.DataFrame:
+def _kind_table(store: RunStore, runs: list[Run], sort: str | None, show_all: bool, group: bool,
+                ddof: int = DEFAULT_DDOF) -> pl.DataFrame:
     configs = [r.config for r in runs]
     settings = sorted(flatten_config(configs[0])) if show_all else differing_settings(configs)
     settings = [s for s in settings if not s.startswith(_NOT_SETTINGS) and s != "kind"]
@@ -173,7 +178,7 @@ def _kind_table(store: RunStore, runs: list[Run], sort: str | None, show_all: bo
                 del r[m]
     table = pl.DataFrame(rows, infer_schema_length=None)
     if group:
-        table = _group(table, [s for s in settings if s != "train.seed"] + ["kind", "label"], present)
+        table = _group(table, [s for s in settings if s != "train.seed"] + ["kind", "label"], present, ddof)
     column = _sort_column(sort, table) if sort is not None else None
     if column is not None:
         descending = bool(higher_is_better(sort))  # best first; settings ascending
@@ -193,18 +198,20 @@ def _cell(value: Any) -> Any:
     return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
 
 
-def _group(table: pl.DataFrame, keys: list[str], metrics: list[str]) -> pl.DataFrame:
+def _group(table: pl.DataFrame, keys: list[str], metrics: list[str], ddof: int = DEFAULT_DDOF) -> pl.DataFrame:
     keys = [k for k in keys if k in table.columns]
     out = []
     for _, group in table.group_by(keys, maintain_order=True):
         row = {k: group[k][0] for k in keys}
         row["runs"] = group.height
+        row["names"] = " ".join(name or run for run, name in zip(group["run"], group["name"]))
         seeds = sorted(group["train.seed"].to_list()) if "train.seed" in group.columns else []
         row["seeds"] = " ".join(map(str, seeds))
         for m in metrics:
             values = [v for v in group[m].to_list() if v is not None and not (isinstance(v, float) and math.isnan(v))]
-            mean, std = mean_std(values) if values else (None, None)
-            row[f"{m} mean"], row[f"{m} std"] = mean, std
+            mean, std = mean_std(values, ddof) if values else (None, None)
+            row[f"{m} mean"], row[f"{m} std"] = mean, None if std is None or math.isnan(std) else std
+        row["std_ddof"] = ddof
         out.append(row)
     return pl.DataFrame(out, infer_schema_length=None)
 

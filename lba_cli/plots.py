@@ -245,25 +245,28 @@ def plot_sweep(frame: pl.DataFrame):
 
     labels = list(dict.fromkeys(frame["label"].to_list()))
     summary = (frame.drop_nulls("value").group_by("label", "split", "metric", maintain_order=True)
-               .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=0).fill_null(0.0).alias("std"))
+               .agg(pl.col("value").mean().alias("mean"), pl.col("value").std(ddof=1).alias("std"))
                .with_columns((pl.col("mean") - pl.col("std")).alias("lo"),
                              (pl.col("mean") + pl.col("std")).alias("hi")))
-    points, bars = _to_pandas(frame.drop_nulls("value")), _to_pandas(summary)
-    for data in (points, bars):
-        import pandas as pd
+    import pandas as pd
 
+    # one seed has no spread: its mean is drawn, without a bar
+    points, means, bars = (_to_pandas(f) for f in (frame.drop_nulls("value"), summary, summary.drop_nulls("std")))
+    for data in (points, means, bars):
         data["label"] = pd.Categorical(data["label"], categories=labels, ordered=True)
-    return (
+    figure = (
         ggplot(points, aes("label", "value", color="label"))
         + geom_jitter(position=position_jitter(width=0.12, height=0, random_state=0), alpha=0.6, size=1.5)
-        + geom_errorbar(bars, aes("label", ymin="lo", ymax="hi"), inherit_aes=False, width=0.3)
-        + geom_point(bars, aes("label", "mean"), inherit_aes=False, size=3, shape="D")
+        + geom_point(means, aes("label", "mean"), inherit_aes=False, size=3, shape="D")
         + facet_grid("metric ~ split", scales="free_y")
         + labs(x="initialisation (pre-training difficulty: min-max-angle)", y="", color="",
-               title="fine-tuning per pre-training difficulty: seeds (points), mean ± std (bars)")
+               title="fine-tuning per pre-training difficulty: seeds (points), mean ± sample std (bars, ddof 1)")
         + theme_lba()
         + _rotated_x()
     )
+    if len(bars):
+        figure += geom_errorbar(bars, aes("label", ymin="lo", ymax="hi"), inherit_aes=False, width=0.3)
+    return figure
 
 
 def _rotated_x():

@@ -3,8 +3,14 @@
 For every pre-training difficulty (a padding range x a maximum angle) it pre-trains one
 encoder, then fine-tunes from it under every seed, twice: the whole network, and the head
 alone on the frozen encoder. Random-initialisation controls run under the same seeds,
-epochs and model selection. The result is one comparison table (mean ± population std over
+epochs and model selection. The result is one comparison table (mean ± sample std over
 seeds) and one figure of validation and test metrics per difficulty.
+
+A sweep survives interruption. Its folder's ``sweep.json`` records the plan, the group id and
+each run as it finishes; its runs are named ``sweep-<4 characters of the group id>-<label>-s<seed>``,
+unique in the runs directory. Running the same command again (same plan, same ``--output``)
+continues that sweep: finished runs are reused, an interrupted or crashed one is resumed from
+its last checkpoint, and the rest are run. Another plan in the same folder is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,23 +97,48 @@ def run_sweep(plan: SweepPlan, store: RunStore, reporter: Reporter | None = None
     """
     from lba_cli.finetune import finetune
     from lba_cli.pretrain import pretrain
+    from lba_cli.resume import resume_run
 
     reporter = reporter or NullReporter()
-    group = new_group_id()
+    fingerprint = plan_fingerprint(plan)
+    recorded = _read_manifest(plan.output_dir)
+    if recorded is not None and recorded.get("plan") != fingerprint:
+        raise ConfigError(f"{plan.output_dir} holds another sweep (group {recorded.get('group')}) with other settings\n"
+                          "expected: the same command to continue that sweep, or another --output folder")
+    group = recorded["group"] if recorded else new_group_id()
+    prefix = _name_prefix(group, store, resuming=recorded is not None)
     result = SweepResult(group=group)
     tag = [f"group:{group}"]
     plan.output_dir.mkdir(parents=True, exist_ok=True)
+    if recorded:
+        reporter.message(f"sweep: continuing group {group} in {plan.output_dir} ({len(recorded.get('runs', []))} "
+                         "fine-tuning runs done)")
+
+    def obtain(config: RunConfig, train: Callable[[RunConfig], Run]) -> Run:
+        """The run of ``config``: this sweep's finished run of that name, that run resumed, or a new one."""
+        found = [row for row in store.index_rows(name_contains=config.name) if row["name"] == config.name]
+        if recorded is None or not found:
+            run = train(config)
+        elif found[-1]["status"] == "completed":
+            run = store.resolve(found[-1]["id"])
+            reporter.message(f"sweep: {config.name} done already ({run.id})")
+        else:
+            reporter.message(f"sweep: resuming {config.name} ({found[-1]['id']}, {found[-1]['status']})")
+            run = resume_run(store, found[-1]["id"], reporter)
+        store.tag(run, add=tag)
+        return run
 
     def tune(label: str, seed: int, init: str, freeze: bool) -> None:
         config = dataclasses.replace(
-            plan.finetune, name=f"sweep-{label.replace(' ', '-')}-s{seed}",
+            plan.finetune, name=f"{prefix}-{label.replace(' ', '-')}-s{seed}",
             train=dataclasses.replace(plan.finetune.train, seed=seed),
             finetune=dataclasses.replace(plan.finetune.finetune, init=init, freeze=freeze))
         reporter.message(f"sweep: fine-tune {label}, seed {seed}")
-        run = finetune(config, store, reporter)
-        store.tag(run, add=tag)
+        run = obtain(config, lambda c: finetune(c, store, reporter))
         result.runs.append((label, seed, run))
         _write_manifest(plan, result)
+
+    _write_manifest(plan, result)  # the plan first, so that an interrupted sweep can be recognised
 
     for seed in plan.seeds:
         tune("random", seed, "random", False)
@@ -115,11 +147,10 @@ def run_sweep(plan: SweepPlan, store: RunStore, reporter: Reporter | None = None
     for pad_min, pad_max, angle in plan.settings:
         task = dataclasses.replace(plan.pretrain.neighbor, pad_min_A=pad_min, pad_max_A=pad_max, angle_deg=angle)
         label = task.label
-        config = dataclasses.replace(plan.pretrain, neighbor=task, name=f"sweep-pretrain-{label}", grid=grid,
+        config = dataclasses.replace(plan.pretrain, neighbor=task, name=f"{prefix}-pretrain-{label}", grid=grid,
                                      train=dataclasses.replace(plan.pretrain.train, seed=plan.seeds[0]))
         reporter.message(f"sweep: pre-train {label}")
-        pre = pretrain(config, store, reporter)
-        store.tag(pre, add=tag)
+        pre = obtain(config, lambda c: pretrain(c, store, reporter))
         result.pretrains.append((label, pre))
         for seed in plan.seeds:
             tune(label, seed, pre.id, False)
@@ -160,8 +191,9 @@ def sweep_frame(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str, Run
 
 
 def summarise_sweep(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str, Run]] = ()) -> pl.DataFrame:
-    """One row per label: runs, seeds, mean ± population std of `SWEEP_METRICS`, and the
-    label's pre-training `PRETRAIN_METRICS` (``pretrain val/accuracy``, ...; null for ``random``)."""
+    """One row per label: runs, seeds, mean ± sample std (ddof 1; NaN for one seed) of
+    `SWEEP_METRICS`, and the label's pre-training `PRETRAIN_METRICS` (``pretrain
+    val/accuracy``, ...; null for ``random``)."""
     frame = sweep_frame(runs)
     pretrain_metrics = {label: run.status.get("metrics", {}) for label, run in pretrains}
     rows = []
@@ -188,15 +220,48 @@ def _markdown(table: pl.DataFrame) -> str:
               "| val/slab_shortcut_accuracy |")
     lines = [header, "|" + "---|" * (5 + len(SWEEP_METRICS))]
     for row in table.iter_rows(named=True):
-        cells = [f"{row[f'{m} mean']:.3f} ± {row[f'{m} std']:.3f}" for m in SWEEP_METRICS]
+        cells = [f"{row[f'{m} mean']:.3f}" + ("" if row[f"{m} std"] != row[f"{m} std"] else f" ± {row[f'{m} std']:.3f}")
+                 for m in SWEEP_METRICS]
         cells += ["" if row.get(f"pretrain {m}") is None else f"{row[f'pretrain {m}']:.3f}" for m in PRETRAIN_METRICS]
         lines.append(f"| {row['label']} | {row['runs']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Mean ± sample standard deviation (ddof 1) over the seeds; no ± for a single seed.")
     return "\n".join(lines) + "\n"
+
+
+def plan_fingerprint(plan: SweepPlan) -> dict:
+    """What makes two sweeps the same sweep: both templates, the difficulties and the seeds."""
+    from lba_cli.config import config_to_dict
+
+    return {"pretrain": config_to_dict(plan.pretrain), "finetune": config_to_dict(plan.finetune),
+            "settings": [list(s) for s in plan.settings], "seeds": list(plan.seeds)}
+
+
+def _read_manifest(output_dir: Path) -> dict | None:
+    path = output_dir / "sweep.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} is not a readable sweep manifest: {error}\nexpected: the sweep.json of an "
+                          "lba sweep (or another --output folder)") from None
+
+
+def _name_prefix(group: str, store: RunStore, resuming: bool) -> str:
+    """``sweep-<end of the group id>``, longer if a run outside this sweep already has such a name."""
+    for size in (4, len(group)):
+        prefix = f"sweep-{group[-size:]}"
+        taken = store.index_rows(name_contains=prefix) if store.root.is_dir() else []
+        if resuming or not any(row["name"].startswith(prefix + "-") for row in taken):
+            return prefix
+    return f"sweep-{group}"
 
 
 def _write_manifest(plan: SweepPlan, result: SweepResult) -> Path:
     path = plan.output_dir / "sweep.json"
     manifest = {"group": result.group, "settings": [list(s) for s in plan.settings], "seeds": list(plan.seeds),
+                "plan": plan_fingerprint(plan),
                 "runs": [{"label": label, "seed": seed, "run": run.id} for label, seed, run in result.runs]}
     write_text_atomic(path, json.dumps(manifest, indent=2))
     return path

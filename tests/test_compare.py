@@ -58,13 +58,25 @@ def test_a_path_that_is_not_a_run_is_reported(store, tmp_path):
     assert result.skipped == [(str(stray), "not a run directory")]
 
 
-def test_replicate_groups_are_mean_and_population_std(store):
+def test_replicate_groups_are_mean_and_sample_std_blank_for_one_run(store):
     refs = [r.id for r in store.runs() if r.kind == "finetune"]
     table = compare_runs(store, refs, group_replicates=True).tables["finetune"]
     random = table.filter(pl.col("label") == "random").row(0, named=True)
-    assert random["runs"] == 3 and random["seeds"] == "0 1 2"
-    std = math.sqrt(((1.5 - 1.6) ** 2 + (1.7 - 1.6) ** 2 + 0) / 3)  # ddof = 0
-    assert random["val/rmse mean"] == pytest.approx(1.6) and random["val/rmse std"] == pytest.approx(std)
+    assert random["runs"] == 3 and random["seeds"] == "0 1 2" and random["std_ddof"] == 1
+    sample = math.sqrt(((1.5 - 1.6) ** 2 + (1.7 - 1.6) ** 2 + 0) / 2)  # ddof = 1
+    assert random["val/rmse mean"] == pytest.approx(1.6) and random["val/rmse std"] == pytest.approx(sample)
+    frozen = table.filter(pl.col("label") == "1-2-20 frozen").row(0, named=True)
+    assert frozen["runs"] == 1 and frozen["val/rmse std"] is None  # not 0: one run has no spread
+    population = compare_runs(store, refs, group_replicates=True, ddof=0).tables["finetune"]
+    random = population.filter(pl.col("label") == "random").row(0, named=True)
+    assert random["val/rmse std"] == pytest.approx(math.sqrt(0.02 / 3)) and random["std_ddof"] == 0
+
+
+def test_groups_name_their_runs(store):
+    runs = [r for r in store.runs() if r.kind == "finetune"]
+    table = compare_runs(store, [r.id for r in runs], group_replicates=True).tables["finetune"]
+    random = table.filter(pl.col("label") == "random").row(0, named=True)
+    assert random["names"].split() == [r.id for r in runs if r.config["finetune"]["init"] == "random"]
 
 
 def test_sorting_and_errors(store):

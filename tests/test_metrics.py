@@ -46,9 +46,12 @@ def test_metrics_over_whole_split_differ_from_mean_of_batches():
     assert np.mean(batches) != pytest.approx(2.0)
 
 
-def test_mean_std_is_population_std():
+def test_mean_std_is_sample_std_by_default_and_undefined_for_one_value():
     mean, std = mean_std([1.0, 2.0, 3.0])
-    assert mean == 2.0 and std == pytest.approx(math.sqrt(2 / 3))
+    assert mean == 2.0 and std == pytest.approx(1.0)  # ddof 1
+    assert mean_std([1.0, 2.0, 3.0], ddof=0)[1] == pytest.approx(math.sqrt(2 / 3))  # ATOM3D's population std
+    assert mean_std([1.5, 1.5 + 0.388])[1] == pytest.approx(0.274, abs=1e-3)  # two seeds: not 0.194
+    assert math.isnan(mean_std([1.7])[1])  # one run says nothing about the spread
 
 
 def test_accuracy():
