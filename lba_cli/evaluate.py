@@ -18,6 +18,7 @@ from lba_cli.data.dataset import AffinityDataset
 from lba_cli.data.grids_h5 import GridSet, read_grid_set
 from lba_cli.devices import autocast_context, resolve_device
 from lba_cli.errors import CheckpointMismatchError, ConfigError
+from lba_cli.leakage import LeakageReport
 from lba_cli.loaders import make_loader
 from lba_cli.metrics import REGRESSION_METRICS, bootstrap_intervals, regression_metrics
 from lba_cli.models import create_model
@@ -45,6 +46,8 @@ class EvaluationResult:
         intervals: bootstrap 95 % interval of each metric (`lba_cli.metrics.bootstrap_intervals`).
         notes: what the user should know (data that changed since the run, let through by
             ``force``).
+        leakage: on data other than the run's own, the overlap of the scored complexes with
+            the run's training data (`lba_cli.leakage`); None when not checked.
     """
 
     run_id: str
@@ -54,10 +57,12 @@ class EvaluationResult:
     path: Path | None
     intervals: dict[str, tuple[float, float]]
     notes: list[str] = field(default_factory=list)
+    leakage: LeakageReport | None = None
 
-    def as_row(self, label: str) -> dict[str, object]:
-        """One table row: run, label, split, n, then each metric and its interval as ``[lo, hi]``."""
-        row: dict[str, object] = {"run": self.run_id, "label": label, "split": self.split, "n": int(self.metrics["n"])}
+    def as_row(self, label: str, name: str | None = None) -> dict[str, object]:
+        """One table row: run, its name, label, split, n, then each metric and its interval as ``[lo, hi]``."""
+        row: dict[str, object] = {"run": self.run_id, "name": name or "", "label": label, "split": self.split,
+                                  "n": int(self.metrics["n"])}
         for metric in REGRESSION_METRICS:
             lo, hi = self.intervals[metric.name]
             row[metric.name] = self.metrics[metric.name]
@@ -209,7 +214,28 @@ def evaluate_run(store: RunStore, ref: str, split: str | None = None, data_path:
         recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
         run.update_status(metrics=recorded)
     intervals = bootstrap_intervals(frame["affinity_pk"].to_numpy(), frame["predicted_pk"].to_numpy())
-    return EvaluationResult(run.id, split, metrics, frame, saved, intervals, notes)
+    leakage = None if is_own else _leakage(run, path, split, force, notes)
+    return EvaluationResult(run.id, split, metrics, frame, saved, intervals, notes, leakage)
+
+
+def _leakage(run: Run, path: Path, split: str, force: bool, notes: list[str]) -> LeakageReport | None:
+    """The scored complexes of ``path`` against the run's training data; a note instead when
+    the run's own file is gone (a changed one raises, unless ``force``)."""
+    from lba_cli.errors import DataChangedError, DataError
+    from lba_cli.leakage import find_leakage, read_complex_keys, run_training_keys
+
+    try:
+        training, data_notes = run_training_keys(run, force=force)
+    except DataChangedError:
+        raise
+    except DataError as error:
+        notes.append(f"leakage not checked: {str(error).splitlines()[0]}")
+        return None
+    notes.extend(data_notes)
+    scored = read_complex_keys(path)
+    if split != ALL_COMPLEXES:
+        scored = scored.subset([split])
+    return find_leakage(scored, training, f"the train and val complexes of run {run.id}")
 
 
 def evaluate_baselines(data_path: Path, split: str, grid_set: GridSet | None = None,

@@ -25,6 +25,7 @@ from lba_cli.config import GridConfig, run_config_from_json
 from lba_cli.data.records import Skipped, SourceOptions
 from lba_cli.errors import ConfigError, DataError, RunNotFoundError
 from lba_cli.export import ExportedModel, is_export_dir, read_export
+from lba_cli.leakage import LeakageReport
 from lba_cli.runs import Run, RunStore, is_run_dir
 
 __all__ = ["Predictor", "PredictionReport", "PREDICTIONS_SCHEMA", "SDF_PROPERTIES", "split_models_and_sources",
@@ -167,6 +168,9 @@ class PredictionReport:
         notes: (id, note) for complexes read in a non-default way.
         messages: what the user should know about the sources.
         series_sdfs: the SDF files of the series among the sources.
+        leakage: per run among the models, the overlap of the predicted complexes with its
+            training data (`lba_cli.leakage`); exported models are not checked (their
+            training data is not at hand).
     """
 
     frame: pl.DataFrame
@@ -175,6 +179,7 @@ class PredictionReport:
     notes: list[tuple[str, str]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     series_sdfs: list[Path] = field(default_factory=list)
+    leakage: list[LeakageReport] = field(default_factory=list)
 
 
 def predict_complexes(
@@ -191,6 +196,7 @@ def predict_complexes(
     on_complex: Callable[[str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> PredictionReport:
     """Read complexes from the sources and predict their pK with every model.
 
@@ -208,11 +214,15 @@ def predict_complexes(
         on_start: called once with the number of complex predictions to make (complexes x
             models x max(1, rotations)), before the first.
         on_batch: called with the number of complex predictions of each batch done.
+        force: check leakage against a run's training data even when that file changed
+            since the run (with a note), instead of refusing.
 
     Returns:
         A `PredictionReport`.
 
     Raises:
+        DataChangedError: if a run's training data changed since it was trained (and not
+            ``force``): its leakage check would describe other data.
         DataError: if no complex can be read or placed in its box.
         ConfigError: for models trained on different grids, or a negative ``num_rotations``.
     """
@@ -220,7 +230,9 @@ def predict_complexes(
     from lba_cli.data.dataset import AffinityDataset
     from lba_cli.data.sources import resolve_sources
     from lba_cli.devices import resolve_device
+    from lba_cli.errors import DataChangedError
     from lba_cli.evaluate import predict
+    from lba_cli.leakage import find_leakage, keys_from_records, run_training_keys
 
     if num_rotations < 0:
         raise ConfigError(f"invalid --tta {num_rotations}\nexpected: 0 (no rotation) or a number of rotations")
@@ -255,8 +267,22 @@ def predict_complexes(
         "affinity_pk": measured,
         "source": data.source.tolist(),
     }, schema=PREDICTIONS_SCHEMA)
-    return PredictionReport(frame, per_model, skipped, [(r.complex_id, n) for r in boxed.records for n in r.notes],
-                            readout.messages, series)
+    report = PredictionReport(frame, per_model, skipped, [(r.complex_id, n) for r in boxed.records for n in r.notes],
+                              readout.messages, series)
+    scored = keys_from_records(boxed.records)
+    for predictor in predictors:  # what each model was trained on, against what it predicts
+        if predictor.run is None:
+            continue
+        try:
+            training, notes = run_training_keys(predictor.run, force=force)
+        except DataChangedError:
+            raise
+        except DataError as error:
+            report.messages.append(f"leakage not checked for {predictor.label}: {str(error).splitlines()[0]}")
+            continue
+        report.messages.extend(notes)
+        report.leakage.append(find_leakage(scored, training, f"the train and val complexes of {predictor.label}"))
+    return report
 
 
 def write_predictions_table(frame: pl.DataFrame, path: Path) -> Path:

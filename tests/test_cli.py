@@ -337,3 +337,19 @@ def test_metrics_and_predictions_read_with_pandas_and_polars(tmp_path, tiny_h5, 
         with_pandas, with_polars = pd.read_parquet(run.path / name), pl.read_parquet(run.path / name)
         assert list(with_pandas.columns) == with_polars.columns and len(with_pandas) == with_polars.height > 0
     assert pd.read_parquet(run.path / "metrics.parquet")["epoch"].tolist() == [1, 2]
+
+
+def test_evaluate_names_runs_and_each_data_sets_baselines_once(tmp_path, tiny_h5, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(tiny_h5, tmp_path / "copy.h5")
+    for name, data in (("a", tiny_h5), ("b", tmp_path / "copy.h5")):
+        assert invoke("finetune", data, "--epochs", "1", "--batch-size", "4", "--name", name).exit_code == 0
+    rows = json.loads(invoke("evaluate", "a", "b", "--format", "json").stdout)
+    assert [r["name"] for r in rows[:2]] == ["a", "b"]
+    labels = [r["label"] for r in rows[2:]]
+    assert len(labels) == len(set(labels)) == 4  # two data sets: each baseline once per file, named by it
+    assert "baseline: train mean (tiny.h5 test)" in labels and "baseline: train mean (copy.h5 test)" in labels
+    rows = json.loads(invoke("evaluate", "a", "--format", "json").stdout)
+    assert [r["label"] for r in rows[1:]] == ["baseline: train mean", "baseline: heavy atoms"]  # one: plain names

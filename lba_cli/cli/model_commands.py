@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lba_cli.choices import LabelUnit, SourceFormat
 from lba_cli.cli.common import (
+    Force,
     OutputFormat,
     Quiet,
     RunsDir,
@@ -58,6 +60,7 @@ def predict(
                                                    dir_okay=False, show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Complexes per forward pass.", min=1)] = 32,
     device: Finetune("--device") = None,
+    force: Force = False,
     runs_dir: RunsDir = None,
     quiet: Quiet = False,
 ) -> None:
@@ -99,8 +102,12 @@ def predict(
             seed=seed, device=device or "auto", batch_size=batch_size, on_start=started,
             on_complex=lambda complex_id: progress.update(reading, advance=1,
                                                           description=f"reading complexes ({complex_id})"),
-            on_batch=lambda done: progress.advance(task, done))
+            on_batch=lambda done: progress.advance(task, done), force=force)
     print_reading_report(result.messages, result.notes, result.skipped)
+    for leakage in result.leakage:
+        for line in leakage.lines():
+            stderr.print(f"[{'red' if leakage.leaky else 'cyan'}]{'warning' if leakage.leaky else 'note'}:[/] "
+                         f"{escape(line)}", highlight=False)
     if report is not None:
         write_skip_report(report, result.skipped)
     if output is not None:

@@ -25,6 +25,11 @@ class PlotKind(str, Enum):
     scatter = "scatter"
 
 
+class StdKind(str, Enum):
+    sample = "sample"
+    population = "population"
+
+
 class XAxis(str, Enum):
     epoch = "epoch"
     step = "step"
@@ -86,19 +91,25 @@ def evaluate(
                               force=force)
         for note in result.notes:
             stderr.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
+        for line in result.leakage.lines() if result.leakage else []:
+            stderr.print(f"[{'red' if result.leakage.leaky else 'cyan'}]{'warning' if result.leakage.leaky else 'note'}"
+                         f":[/] {escape(line)}", highlight=False)
         stderr.print(f"predictions: {result.path}", highlight=False)
         if result.metrics["n"] < MIN_CORRELATION_SIZE:
             stderr.print(f"[yellow]note:[/] {result.split} has {int(result.metrics['n'])} complex(es): correlations "
                          f"need at least {MIN_CORRELATION_SIZE} and are undefined (nan)", highlight=False)
-        results.append((label, result))
+        results.append((label, run.name, result))
         own = Path(run.config["finetune"]["data_path"]).resolve()
         # the baselines are fitted on the training split the run learnt from, and scored on the same complexes
         scored.setdefault(((data or own).resolve(), result.split, own), None)
     for path, split_name, train_path in scored:
-        results.extend((result.run_id, result) for result in evaluate_baselines(path, split_name,
-                                                                                train_path=train_path))
-    splits = sorted({result.split for _, result in results})
-    render_frame(pl.DataFrame([r.as_row(label) for label, r in results]), fmt,
+        # one set of baseline rows per distinct data set, named by it when there are several
+        where = "" if len(scored) == 1 else f" ({path.name} {split_name}" + (
+            f", fitted on {train_path.name}" if train_path != path else "") + ")"
+        results.extend((result.run_id + where, None, result) for result in evaluate_baselines(
+            path, split_name, train_path=train_path))
+    splits = sorted({result.split for _, _, result in results})
+    render_frame(pl.DataFrame([r.as_row(label, name) for label, name, r in results]), fmt,
                  title=f"{', '.join(splits)} metrics (95 % bootstrap intervals)")
 
 
@@ -176,18 +187,25 @@ def compare(
     show_all: Annotated[bool, typer.Option("--all", help="Show every setting, not only those that differ.")] = False,
     group: Annotated[bool, typer.Option(
         "--group", help="One row per replicate group (runs differing only in seed): mean ± std.")] = False,
+    std: Annotated[StdKind, typer.Option(
+        "--std", help="With --group: sample std (ddof 1, the spread expected between seeds) or population std "
+                      "(ddof 0, as ATOM3D's tables).")] = StdKind.sample,
     runs_dir: RunsDir = None,
 ) -> None:
     """One row per run: the settings that differ, best epoch and metrics.
 
-    Example: [bold]lba compare runs/* --sort val/rmse[/]
+    Example: [bold]lba compare runs/* --sort val/rmse[/] (or replicates as mean ± std: lba compare runs/* --group)
     """
     from lba_cli.compare import compare_runs
 
-    result = compare_runs(store_from(runs_dir), runs, sort=sort, show_all=show_all, group_replicates=group)
+    ddof = 1 if std is StdKind.sample else 0
+    result = compare_runs(store_from(runs_dir), runs, sort=sort, show_all=show_all, group_replicates=group,
+                          ddof=ddof)
     _report_skipped(result.skipped)
     if fmt is OutputFormat.table:
+        spread = (f"; groups: mean and {std.value} std (ddof {ddof}) over their runs, std blank for one run"
+                  if group else "")
         for kind, table in result.tables.items():
-            render_frame(table, fmt, title=f"{kind} runs")
+            render_frame(table, fmt, title=f"{kind} runs{spread}")
     else:
         render_frame(result.table, fmt)

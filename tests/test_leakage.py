@@ -1,0 +1,75 @@
+"""Leakage wherever data meets a run: scored complexes against the run's training data."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SHARED, require_shared
+from typer.testing import CliRunner
+
+from lba_cli.cli import app
+from lba_cli.leakage import ComplexKeys, find_leakage, ligand_key
+
+runner = CliRunner()
+MANIFEST = SHARED.parent / "faults" / "10-resume-after-failed-attempt" / "data" / "manifest.csv"
+GRID = ["--box-size", "10", "--resolution", "2"]
+TINY = ["--epochs", "1", "--batch-size", "4", "--width", "8", "--width", "16", "--device", "cpu", "-q"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_the_same_ligand_drawn_differently_has_one_key():
+    assert ligand_key("OCC") == ligand_key("C(O)C") == "LFQSCWFLJHTTHZ-UHFFFAOYSA-N"  # ethanol's InChIKey
+    assert ligand_key("c1ccccc1O") != ligand_key("OCC") and ligand_key("") == ""
+
+
+def test_find_leakage_by_id_protein_and_ligand():
+    training = ComplexKeys(["1abc", "2def", "3ghi"], ["train", "train", "val"], ["P1", "P2", ""], ["L1", "L2", "L3"])
+    scored = ComplexKeys(["1abc", "9xyz", "8uvw", "7rst"], ["", "", "", ""], ["P1", "P2", "P9", ""],
+                         ["L9", "L3", "L8", "L7"])
+    report = find_leakage(scored, training, "run r")
+    assert report.same_ids == [("1abc", "train")]
+    assert report.proteins == [("1abc", "1abc", "train"), ("9xyz", "2def", "train")]
+    assert report.ligands == [("9xyz", "3ghi", "val")]
+    assert report.unknown == 1 and report.leaky
+    text = " ".join(report.lines())
+    assert "of 4 scored complexes, 1 are training complexes" in text and "2 share a protein" in text
+    assert not find_leakage(ComplexKeys(["5aaa"], [""], ["P5"], ["L5"]), training, "run r").leaky
+
+
+@pytest.fixture()
+def trained(tmp_path, monkeypatch):
+    require_shared()
+    monkeypatch.chdir(tmp_path)
+    assert invoke("voxelize", MANIFEST, "-o", "data.h5", *GRID, "-q").exit_code == 0  # train 2, val 1, test 1
+    assert invoke("finetune", "data.h5", *TINY, "--name", "r").exit_code == 0
+    return tmp_path
+
+
+def test_evaluate_on_a_re_split_file_names_the_training_complexes(trained):
+    """The trial's case: a re-split file whose complexes the run was trained on."""
+    result = invoke("voxelize", MANIFEST, "-o", "other.h5", *GRID, "-q", "--split", "random", "--seed", "5")
+    assert result.exit_code == 0
+    result = invoke("evaluate", "r", "--data", "other.h5")
+    assert result.exit_code == 0, result.output
+    assert "leakage check against the train and val complexes of run" in result.output
+    assert "of 4 scored complexes, 3 are training complexes" in result.output  # 2 train + 1 val of data.h5
+    assert "warning:" in result.output
+
+
+def test_predict_reports_leakage_against_each_runs_training_data(trained):
+    result = invoke("predict", "r", MANIFEST, "-o", "pred.csv")
+    assert result.exit_code == 0, result.output
+    assert "leakage check against the train and val complexes of r" in result.output
+    assert "3 are training complexes" in result.output
+
+
+def test_a_changed_training_file_is_refused_for_the_leakage_check(trained):
+    result = invoke("voxelize", MANIFEST, "-o", "data.h5", *GRID, "-q", "--split", "random", "--seed", "5",
+                    "--force")
+    assert result.exit_code == 0
+    result = invoke("predict", "r", MANIFEST, "-o", "pred.csv")
+    assert result.exit_code == 1 and "changed since run" in result.output
+    result = invoke("predict", "r", MANIFEST, "-o", "pred.csv", "--force")
+    assert result.exit_code == 0 and "going on because of --force" in result.output
