@@ -668,9 +668,10 @@ def _absolute_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     values = dict(values)
     if isinstance(values.get("finetune"), dict) and values["finetune"].get("data_path") is not None:
         values["finetune"] = {**values["finetune"], "data_path": absolute(values["finetune"]["data_path"])}
-    if values.get("structures"):
-        structures = values["structures"]
-        values["structures"] = [absolute(p) for p in ([structures] if isinstance(structures, str) else structures)]
+    for key in ("structures", "exclude_similar_to"):
+        if values.get(key):
+            paths = values[key]
+            values[key] = [absolute(p) for p in ([paths] if isinstance(paths, str) else paths)]
     return values
 
 

@@ -258,6 +258,10 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
         # The parent's label is kept in the child, so it survives the parent's deletion.
         run.update_status(world_size=ctx.world_size, parent_label=init.label if init else None)
         run.log(f"finetune on {tune.data_path}: {summary}")
+        if init is not None and init.parent is not None:
+            for line in _corpus_overlap(init.parent, Path(tune.data_path)):
+                run.log(line)
+                reporter.message(line)
     reporter.message(summary)
     fit(prepared.model, task, prepared.optimizer, prepared.config.train, run, config_dict, reporter, prepared.device,
         ctx=ctx)
@@ -265,6 +269,18 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
         finish_finetune(run, prepared)
     shutdown_distributed(ctx)
     return run
+
+
+def _corpus_overlap(parent: Run, data_path: Path) -> list[str]:
+    """`lba_cli.leakage.corpus_overlap`, or why it could not be checked."""
+    from lba_cli.errors import LbaError
+    from lba_cli.leakage import corpus_overlap
+
+    try:
+        return corpus_overlap(parent, data_path)
+    except LbaError as error:
+        return [f"pre-training corpus of {parent.id} not checked against the val/test proteins: "
+                f"{str(error).splitlines()[0]}"]
 
 
 def finetune_replicates(config: RunConfig, seeds: list[int], store: RunStore,

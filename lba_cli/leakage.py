@@ -6,24 +6,32 @@ predict``), the scored complexes are compared with the run's training data (its 
 train and val splits; val chose the best epoch) by:
 
 - complex id (the same PDB entry);
-- protein: the identity key `lba voxelize` stores per complex (``protein_group``: the UniProt id
-  where the source gives one, else the set of complexes sharing an identical chain sequence),
-  which catches the same protein, not homologues;
+- protein: sequence identity of at least `MAX_IDENTITY` (0.3, the ATOM3D LBA split threshold)
+  between a chain of each, as `lba_cli.identity` defines and computes it, where both sides
+  carry chain sequences (files written by `lba voxelize` since it stores them); otherwise the
+  identity key `lba voxelize` stores per complex (``protein_group``: the UniProt id, else an
+  identical chain sequence), which catches the same protein only;
 - ligand: the InChIKey of the ligand's SMILES (RDKit; canonical SMILES where RDKit cannot make
   an InChI), so the same molecule drawn differently still matches.
 
 Only the data a run recorded is used: `lba_cli.runs.provenance.check_run_data` first.
+
+`corpus_overlap` does the same for pre-training (``lba finetune --init RUN``): the chains of
+the parent's corpus against the val and test proteins of the fine-tuning file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["ComplexKeys", "LeakageReport", "ligand_key", "read_complex_keys", "keys_from_records", "find_leakage",
-           "run_training_keys", "TRAINING_SPLITS"]
+           "run_training_keys", "corpus_overlap", "TRAINING_SPLITS", "MAX_IDENTITY"]
+
+MAX_IDENTITY = 0.3
 
 # The splits a run learnt from: train fits the weights, val picks the best epoch.
 TRAINING_SPLITS = ("train", "val")
@@ -54,18 +62,20 @@ class ComplexKeys:
         splits: the split of each complex ("" when it has none), (M,).
         proteins: protein identity keys ("" when unknown), (M,).
         ligands: ligand keys (`ligand_key`; "" when unknown), (M,).
+        sequences: each complex's receptor chain sequences, or None when not known.
     """
 
     ids: list[str]
     splits: list[str]
     proteins: list[str]
     ligands: list[str]
+    sequences: list[list[str]] | None = None
 
     def subset(self, splits: Iterable[str]) -> ComplexKeys:
         """Only the complexes of these splits."""
         keep = [i for i, s in enumerate(self.splits) if s in set(splits)]
-        return ComplexKeys(*([values[i] for i in keep] for values in (self.ids, self.splits, self.proteins,
-                                                                        self.ligands)))
+        columns = [[values[i] for i in keep] for values in (self.ids, self.splits, self.proteins, self.ligands)]
+        return ComplexKeys(*columns, [self.sequences[i] for i in keep] if self.sequences is not None else None)
 
 
 def read_complex_keys(path: Path) -> ComplexKeys:
@@ -74,7 +84,7 @@ def read_complex_keys(path: Path) -> ComplexKeys:
     Raises:
         DataError: if the file is not an `lba voxelize` file.
     """
-    from lba_cli.data.grids_h5 import open_grids
+    from lba_cli.data.grids_h5 import DATASET_SEQUENCES, SEQUENCE_SEPARATOR, open_grids
 
     with open_grids(Path(path)) as f:
         complexes = f["complexes"]
@@ -83,8 +93,10 @@ def read_complex_keys(path: Path) -> ComplexKeys:
             return complexes[name].asstr()[...].astype(str).tolist() if name in complexes else [""] * len(
                 complexes["id"])
 
+        sequences = ([[s for s in t.split(SEQUENCE_SEPARATOR) if s] for t in text(DATASET_SEQUENCES)]
+                     if DATASET_SEQUENCES in complexes else None)
         return ComplexKeys(text("id"), text("split"), text("protein_group"),
-                           [ligand_key(s) for s in text("ligand_smiles")])
+                           [ligand_key(s) for s in text("ligand_smiles")], sequences)
 
 
 def keys_from_records(records: Iterable) -> ComplexKeys:
@@ -94,7 +106,7 @@ def keys_from_records(records: Iterable) -> ComplexKeys:
 
     records = list(records)
     return ComplexKeys([r.complex_id for r in records], [r.split or "" for r in records], protein_groups(records),
-                       [ligand_key(r.ligand_smiles) for r in records])
+                       [ligand_key(r.ligand_smiles) for r in records], [list(r.sequences) for r in records])
 
 
 @dataclass
@@ -113,6 +125,7 @@ class LeakageReport:
 
     against: str
     num_scored: int
+    method: str = "protein key"
     same_ids: list[tuple[str, str]] = field(default_factory=list)
     proteins: list[tuple[str, str, str]] = field(default_factory=list)
     ligands: list[tuple[str, str, str]] = field(default_factory=list)
@@ -131,16 +144,23 @@ class LeakageReport:
 
         out = [f"leakage check against {self.against}: of {self.num_scored} scored complexes, "
                f"{len(self.same_ids)} are training complexes{examples(self.same_ids)}, "
-               f"{len(self.proteins)} share a protein{examples(self.proteins)}, "
+               f"{len(self.proteins)} share a protein ({self.method}){examples(self.proteins)}, "
                f"{len(self.ligands)} share a ligand{examples(self.ligands)}"]
         if self.unknown:
-            out.append(f"{self.unknown} scored complexes have no protein identity (no UniProt id, no chain sequence): "
+            out.append(f"{self.unknown} scored complexes have no protein identity (no chain sequence to compare): "
                        "their proteins were not compared")
         return out
 
 
-def find_leakage(scored: ComplexKeys, training: ComplexKeys, against: str) -> LeakageReport:
-    """Compare scored complexes with training complexes by id, protein key and ligand key."""
+def find_leakage(scored: ComplexKeys, training: ComplexKeys, against: str,
+                 max_identity: float = MAX_IDENTITY) -> LeakageReport:
+    """Compare scored complexes with training complexes by id, protein and ligand key.
+
+    Proteins are compared by sequence identity (at least ``max_identity`` between any chains,
+    `lba_cli.identity.find_similar`) when both sides carry chain sequences, else by key.
+    """
+    if scored.sequences is not None and training.sequences is not None:
+        return _find_leakage_by_identity(scored, training, against, max_identity)
     first: dict[str, dict[str, tuple[str, str]]] = {"ids": {}, "proteins": {}, "ligands": {}}
     for complex_id, split, protein, ligand in zip(training.ids, training.splits, training.proteins, training.ligands):
         for kind, key in (("ids", complex_id), ("proteins", protein), ("ligands", ligand)):
@@ -157,6 +177,75 @@ def find_leakage(scored: ComplexKeys, training: ComplexKeys, against: str) -> Le
         if ligand and ligand in first["ligands"]:
             report.ligands.append((complex_id, *first["ligands"][ligand]))
     return report
+
+
+def _find_leakage_by_identity(scored: ComplexKeys, training: ComplexKeys, against: str,
+                              max_identity: float) -> LeakageReport:
+    from lba_cli.identity import MIN_CHAIN_LENGTH, find_similar
+
+    by_key = find_leakage(dataclasses.replace(scored, sequences=None), dataclasses.replace(training, sequences=None),
+                          against)
+    chains, owners = [], []
+    for index, sequences in enumerate(scored.sequences):
+        chains.extend(sequences)
+        owners.extend([index] * len(sequences))
+    queries, query_owners = [], []
+    for index, sequences in enumerate(training.sequences):
+        queries.extend(sequences)
+        query_owners.extend([index] * len(sequences))
+    first: dict[int, tuple[str, str, str]] = {}
+    for hit in find_similar(chains, queries, max_identity):
+        scored_index, training_index = owners[hit.corpus_index], query_owners[hit.query_index]
+        first.setdefault(scored_index, (scored.ids[scored_index], training.ids[training_index],
+                                        training.splits[training_index]))
+    by_key.proteins = [first[i] for i in sorted(first)]
+    by_key.unknown = sum(not any(len(c) >= MIN_CHAIN_LENGTH for c in sequences) for sequences in scored.sequences)
+    by_key.method = f">= {max_identity:.0%} sequence identity"
+    return by_key
+
+
+def corpus_overlap(parent, data_path: Path, max_identity: float = MAX_IDENTITY) -> list[str]:
+    """How many pre-training structures of ``parent`` are similar to the val/test proteins of
+    the fine-tuning file ``data_path``, as lines for the user.
+
+    The parent's own ``--exclude-similar-to`` record answers when it excluded against this
+    very file (by SHA-256) at a threshold at least as strict; otherwise the parent's corpus
+    file's chains are aligned with the file's val and test chains. A parent that read
+    structure folders (no corpus file) is named as not checked.
+    """
+    from lba_cli.corpus import Corpus, is_corpus_file
+    from lba_cli.data.grids_h5 import read_chain_sequences
+    from lba_cli.identity import find_similar
+    from lba_cli.runs.provenance import hash_data_path
+
+    config = parent.config
+    data_sha = hash_data_path(data_path)["sha256"]
+    threshold = (config.get("neighbor") or {}).get("max_identity", 1.0)
+    excluded_against = [p for p in config.get("exclude_similar_to") or ()
+                        if Path(p).exists() and hash_data_path(p)["sha256"] == data_sha]
+    if excluded_against and threshold <= max_identity:
+        count = len(parent.status.get("excluded_similar") or [])
+        return [f"pre-training corpus of {parent.id}: structures with >= {threshold:.0%} identity to this file's "
+                f"val/test proteins were left out before pre-training ({count} excluded): no overlap"]
+    corpora = [Path(p) for p in config.get("structures") or () if is_corpus_file(Path(p))]
+    if not corpora:
+        return [f"pre-training corpus of {parent.id} not checked against this file's val/test proteins: it read "
+                "structure files, not a corpus file (lba corpus; or pre-train with --exclude-similar-to DATA.h5)"]
+    ids, split, sequences = read_chain_sequences(Path(data_path))
+    queries = [chain for part, chains in zip(split, sequences) if part in ("val", "test") for chain in chains]
+    chains, owners = [], []
+    for path in corpora:
+        for index, structure in enumerate(Corpus(path).read_sequences()):
+            chains.extend(structure)
+            owners.extend([(str(path), index)] * len(structure))
+    similar = {owners[hit.corpus_index] for hit in find_similar(chains, queries, max_identity)}
+    total = len(set(owners))
+    if similar:
+        return [f"pre-training corpus of {parent.id}: {len(similar)} of {total} structures have a chain with >= "
+                f"{max_identity:.0%} identity to a val/test protein of {Path(data_path).name}: the encoder has seen "
+                "those proteins (pre-train with --exclude-similar-to to keep them out)"]
+    return [f"pre-training corpus of {parent.id}: none of its {total} structures reaches {max_identity:.0%} identity "
+            f"to a val/test protein of {Path(data_path).name}"]
 
 
 def run_training_keys(run, *, force: bool = False) -> tuple[ComplexKeys, list[str]]:

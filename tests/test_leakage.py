@@ -73,3 +73,33 @@ def test_a_changed_training_file_is_refused_for_the_leakage_check(trained):
     assert result.exit_code == 1 and "changed since run" in result.output
     result = invoke("predict", "r", MANIFEST, "-o", "pred.csv", "--force")
     assert result.exit_code == 0 and "going on because of --force" in result.output
+
+
+def test_proteins_are_compared_by_sequence_identity_when_both_sides_have_chains():
+    import random
+
+    rng = random.Random(0)
+    chain = "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(120))
+    homologue = "".join(c if i % 4 else rng.choice("ACDEFGHIKLMNPQRSTVWY") for i, c in enumerate(chain))  # ~75 %
+    unrelated = "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(120))
+    training = ComplexKeys(["1abc"], ["train"], ["P1"], [""], [[chain]])
+    scored = ComplexKeys(["2hom", "3new", "4pep"], ["", "", ""], ["P2", "P3", "P4"], ["", "", ""],
+                         [[homologue], [unrelated], ["ACDEFGHIK"]])
+    report = find_leakage(scored, training, "run r")
+    assert report.proteins == [("2hom", "1abc", "train")]  # another key (P2), but the same protein family
+    assert report.unknown == 1 and "sequence identity" in report.method  # a 9-residue peptide is not compared
+
+
+def test_finetune_from_a_pretrained_run_reports_the_corpus_overlap(trained, bm5_subset):
+    assert invoke("corpus", bm5_subset, "-o", "bm5.h5", *GRID, "-q").exit_code == 0
+    pretrain = ["--epochs", "1", "--epoch-size", "8", "--val-size", "4", "--batch-size", "4", "--width", "8",
+                "--width", "16", *GRID, "--no-balance-shortcut", "-q"]
+    result = invoke("pretrain", "--structures", "bm5.h5", "--exclude-similar-to", "data.h5", *pretrain, "--name", "p")
+    assert result.exit_code == 0, result.output
+    result = invoke("finetune", "data.h5", "--init", "p", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "were left out before pre-training" in result.output
+    result = invoke("pretrain", "--structures", "bm5.h5", *pretrain, "--name", "q")
+    assert result.exit_code == 0, result.output
+    result = invoke("finetune", "data.h5", "--init", "q", *TINY)
+    assert result.exit_code == 0 and "pre-training corpus of" in result.output and "identity" in result.output

@@ -70,7 +70,7 @@ def _tiny(args: list[str], data: dict[str, str]) -> list[str]:
         else:
             out.extend([flag, value])
 
-    if command in ("voxelize", "pretrain") and "--resume" not in out:
+    if command in ("voxelize", "corpus", "pretrain") and "--resume" not in out:
         out.extend(GRID)
     if command == "pretrain" and not resume:
         out.extend(["--epoch-size", "8", "--val-size", "4", "--batch-size", "4", *WIDTHS])

@@ -102,12 +102,14 @@ def hash_data_path(path: Path | str) -> dict[str, Any]:
 
 def run_data_paths(config: dict[str, Any]) -> list[tuple[str, str]]:
     """(config field, path) of every data file or folder a run reads, from its config dict:
-    the fine-tuning file (``finetune.data_path``) or the pre-training structures."""
+    the fine-tuning file (``finetune.data_path``), or the pre-training structures (files,
+    folders or corpus files) and the files whose val/test proteins it kept out."""
     out: list[tuple[str, str]] = []
     tune = config.get("finetune") or {}
     if tune.get("data_path"):
         out.append(("finetune.data_path", str(tune["data_path"])))
     out.extend(("structures", str(p)) for p in config.get("structures") or ())
+    out.extend(("exclude_similar_to", str(p)) for p in config.get("exclude_similar_to") or ())
     return out
 
 
