@@ -204,16 +204,48 @@ def _find_leakage_by_identity(scored: ComplexKeys, training: ComplexKeys, agains
     return by_key
 
 
+def _pretraining_sequences(paths: list[Path]) -> tuple[list[list[str]], int]:
+    """Chain sequences of each structure a pre-training run was given, and how many could
+    not be read: a corpus file's stored chains, an `lba voxelize` file's train-split
+    receptors (the only ones pre-training takes), each structure file read with gemmi."""
+    from lba_cli.corpus import Corpus, collect_structure_files, is_corpus_file
+    from lba_cli.data.atoms import chain_sequences, read_structure
+    from lba_cli.data.grids_h5 import read_chain_sequences
+    from lba_cli.errors import LbaError
+
+    out: list[list[str]] = []
+    unreadable = 0
+    files = []
+    for path in paths:
+        if is_corpus_file(path):
+            out.extend(Corpus(path).read_sequences())
+        elif path.is_file() and path.name.endswith((".h5", ".hdf5")):
+            _, split, sequences = read_chain_sequences(path)
+            out.extend(chains for part, chains in zip(split, sequences) if part == "train")
+        else:
+            files.append(path)
+    for path in collect_structure_files(files) if files else ():
+        try:
+            out.append(chain_sequences(read_structure(path)))
+        except LbaError:
+            unreadable += 1
+    return out, unreadable
+
+
 def corpus_overlap(parent, data_path: Path, max_identity: float = MAX_IDENTITY) -> list[str]:
     """How many pre-training structures of ``parent`` are similar to the val/test proteins of
     the fine-tuning file ``data_path``, as lines for the user.
 
     The parent's own ``--exclude-similar-to`` record answers when it excluded against this
-    very file (by SHA-256) at a threshold at least as strict; otherwise the parent's corpus
-    file's chains are aligned with the file's val and test chains. A parent that read
-    structure folders (no corpus file) is named as not checked.
+    very file (same SHA-256) at a threshold at least as strict; otherwise the chains of the
+    parent's structures (corpus files, structure files or folders, as `_pretraining_sequences`
+    reads them) are aligned with the file's val and test chains (`lba_cli.identity.find_similar`,
+    at least ``max_identity``, 0.3: the ATOM3D LBA split threshold). Structures that
+    pre-training itself left out (no zone, ``--exclude-ids``) are counted too: an upper bound.
+
+    Raises:
+        DataError: when the parent's structures or the file's chain sequences cannot be read.
     """
-    from lba_cli.corpus import Corpus, is_corpus_file
     from lba_cli.data.grids_h5 import read_chain_sequences
     from lba_cli.identity import find_similar
     from lba_cli.runs.provenance import hash_data_path
@@ -227,25 +259,22 @@ def corpus_overlap(parent, data_path: Path, max_identity: float = MAX_IDENTITY) 
         count = len(parent.status.get("excluded_similar") or [])
         return [f"pre-training corpus of {parent.id}: structures with >= {threshold:.0%} identity to this file's "
                 f"val/test proteins were left out before pre-training ({count} excluded): no overlap"]
-    corpora = [Path(p) for p in config.get("structures") or () if is_corpus_file(Path(p))]
-    if not corpora:
-        return [f"pre-training corpus of {parent.id} not checked against this file's val/test proteins: it read "
-                "structure files, not a corpus file (lba corpus; or pre-train with --exclude-similar-to DATA.h5)"]
-    ids, split, sequences = read_chain_sequences(Path(data_path))
+    _, split, sequences = read_chain_sequences(Path(data_path))
     queries = [chain for part, chains in zip(split, sequences) if part in ("val", "test") for chain in chains]
+    structures, unreadable = _pretraining_sequences([Path(p) for p in config.get("structures") or ()])
     chains, owners = [], []
-    for path in corpora:
-        for index, structure in enumerate(Corpus(path).read_sequences()):
-            chains.extend(structure)
-            owners.extend([(str(path), index)] * len(structure))
+    for index, structure in enumerate(structures):
+        chains.extend(structure)
+        owners.extend([index] * len(structure))
     similar = {owners[hit.corpus_index] for hit in find_similar(chains, queries, max_identity)}
-    total = len(set(owners))
+    total = len(structures)
+    unread = f" ({unreadable} unreadable structure files not compared)" if unreadable else ""
     if similar:
         return [f"pre-training corpus of {parent.id}: {len(similar)} of {total} structures have a chain with >= "
-                f"{max_identity:.0%} identity to a val/test protein of {Path(data_path).name}: the encoder has seen "
-                "those proteins (pre-train with --exclude-similar-to to keep them out)"]
+                f"{max_identity:.0%} identity to a val/test protein of {Path(data_path).name}{unread}: the encoder "
+                "has seen those proteins (pre-train with --exclude-similar-to to keep them out)"]
     return [f"pre-training corpus of {parent.id}: none of its {total} structures reaches {max_identity:.0%} identity "
-            f"to a val/test protein of {Path(data_path).name}"]
+            f"to a val/test protein of {Path(data_path).name}{unread}"]
 
 
 def run_training_keys(run, *, force: bool = False) -> tuple[ComplexKeys, list[str]]:

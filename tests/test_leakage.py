@@ -103,3 +103,30 @@ def test_finetune_from_a_pretrained_run_reports_the_corpus_overlap(trained, bm5_
     assert result.exit_code == 0, result.output
     result = invoke("finetune", "data.h5", "--init", "q", *TINY)
     assert result.exit_code == 0 and "pre-training corpus of" in result.output and "identity" in result.output
+
+
+def test_corpus_overlap_aligns_structure_files_with_the_val_test_proteins(tmp_path, monkeypatch):
+    """A parent pre-trained on structure files (no corpus file, no exclusion): its chains are
+    aligned with the fine-tuning file's val/test chains. 3d4z is the file's test complex; its
+    36-residue pocket chain is found again. 3cj4 (train) is another protein, and 2ymd's (val)
+    chains are shorter than the 30 residues compared."""
+    from types import SimpleNamespace
+
+    from lba_cli.leakage import corpus_overlap
+
+    require_shared()
+    monkeypatch.chdir(tmp_path)
+    assert invoke("voxelize", MANIFEST, "-o", "data.h5", *GRID, "-q").exit_code == 0
+    folder = tmp_path / "structures"
+    folder.mkdir()
+    for name in ("3cj4", "3d4z", "2ymd"):
+        (folder / f"{name}_pocket8.pdb").symlink_to(MANIFEST.parent / f"{name}_pocket8.pdb")
+    parent = SimpleNamespace(id="p", config={"structures": [str(folder)], "neighbor": {"max_identity": 0.3}},
+                             status={})
+    lines = corpus_overlap(parent, tmp_path / "data.h5")
+    assert lines == ["pre-training corpus of p: 1 of 3 structures have a chain with >= 30% identity to a val/test "
+                     "protein of data.h5: the encoder has seen those proteins (pre-train with --exclude-similar-to "
+                     "to keep them out)"]
+    parent.config["structures"] = [str(folder / "3cj4_pocket8.pdb")]
+    assert corpus_overlap(parent, tmp_path / "data.h5") == [
+        "pre-training corpus of p: none of its 1 structures reaches 30% identity to a val/test protein of data.h5"]
