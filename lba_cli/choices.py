@@ -31,6 +31,7 @@ class SourceFormat(str, Enum):
     auto = "auto"
     atom3d = "atom3d"
     pdbbind = "pdbbind"
+    folders_csv = "folders-csv"
     csv = "csv"
     sdf_series = "sdf-series"
 

@@ -14,6 +14,7 @@ import numpy as np
 from lba_cli.atomic import atomic_path
 from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
 from lba_cli.config import GridConfig
+from lba_cli.data.atoms import LIGAND_COPY_TOLERANCE_A, drop_ligand_copy
 from lba_cli.data.dataset import collate_atoms
 from lba_cli.data.grids_h5 import write_grids
 from lba_cli.data.records import ComplexRecord, Skipped, SourceNote, SourceOptions
@@ -132,6 +133,8 @@ def build_dataset(
     on_complex: Callable[[str], None] | None = None,
     label_field: str | None = None,
     label_unit: LabelUnit | str = LabelUnit.pk,
+    labels: Path | None = None,
+    report: Path | None = None,
 ) -> BuildReport:
     """Read complexes from every source, voxelize them and write one HDF5 file.
 
@@ -146,20 +149,25 @@ def build_dataset(
         seed: seed of the protein or random split.
         on_complex: called with each complex id as it is read (for progress).
         label_field, label_unit: the affinity property of an SDF series and its unit.
+        labels: a label table for folders of per-complex subfolders (``folders-csv``).
+        report: write the skipped complexes to this CSV (`write_skip_report`), also when
+            none could be used and nothing else is written.
 
     Returns:
-        A `BuildReport`. Later duplicates of an id are skipped with that reason.
+        A `BuildReport`. Later duplicates of an id are skipped with that reason. Receptor
+        atoms that are a copy of the ligand's (`lba_cli.data.atoms.drop_ligand_copy`) are
+        dropped, with a note.
 
     Raises:
-        DataError: if no complex could be read (nothing is written then).
+        DataError: if no complex could be used (only the report is written then).
     """
     records: list[ComplexRecord] = []
     skipped: list[Skipped] = []
     messages: list[str] = []
     seen: dict[str, str] = {}
     given = {Path(s) for s in sources}
-    options = SourceOptions(label_field, label_unit)
-    for paths, kind in resolve_sources([Path(s) for s in sources], fmt):
+    options = SourceOptions(label_field, label_unit, labels=Path(labels) if labels is not None else None)
+    for paths, kind in resolve_sources([Path(s) for s in sources], fmt, options):
         if paths[0] not in given:  # the user pointed above the data: say where it was found
             messages.append(f"reading {paths[0]} ({kind.value} data found there)")
         for item in iter_complexes(paths, kind, grid, options):
@@ -175,11 +183,15 @@ def build_dataset(
                                        f"duplicate id, first read from {seen[item.complex_id]}"))
             else:
                 seen[item.complex_id] = item.source
+                item.protein, dropped = drop_ligand_copy(item.protein, item.ligand)
+                if dropped:
+                    item.notes.append(f"{dropped} atoms of the receptor file coincide with ligand atoms (same element "
+                                      f"within {LIGAND_COPY_TOLERANCE_A:g} Å): dropped as the ligand's copy")
                 records.append(item)
     if not records:
-        reasons = Counter(s.reason for s in skipped).most_common(3)
-        detail = "; ".join(f"{n} x {r}" for r, n in reasons) or "the sources hold no complexes"
-        raise DataError(f"no complex could be read from {', '.join(map(str, sources))}\n{detail}")
+        _write_report(report, skipped)
+        raise DataError(f"no complex could be read from {', '.join(map(str, sources))}\n"
+                        + _skip_summary(skipped, report, "the sources hold no complexes"))
 
     centers, atoms, kept = [], [], []
     for record in records:
@@ -199,8 +211,9 @@ def build_dataset(
         atoms.append(complex_atoms)
         kept.append(record)
     if not kept:
+        _write_report(report, skipped)
         raise DataError(f"no complex could be used from {', '.join(map(str, sources))}\n"
-                        f"{len(skipped)} skipped; e.g. {skipped[0].complex_id}: {skipped[0].reason}")
+                        + _skip_summary(skipped, report, ""))
     records = kept
 
     ids = [r.complex_id for r in records]
@@ -234,6 +247,7 @@ def build_dataset(
                     "affinity_operator": [r.operator for r in records],
                     "ligand_smiles": [r.ligand_smiles for r in records]},
     )
+    _write_report(report, skipped)
     counts = Counter(splits)
     return BuildReport(
         output=Path(output),
@@ -248,9 +262,32 @@ def build_dataset(
     )
 
 
+def _skip_summary(skipped: list[Skipped], report: Path | None, if_none: str) -> str:
+    """The skipped complexes in a few lines for an error message (the report has them all)."""
+    if not skipped:
+        return if_none
+    shown = [f"  {s.complex_id} ({s.stage}): {s.reason.splitlines()[0]}" for s in skipped[:10]]
+    more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    where = f"\nall {len(skipped)} listed with their reasons in {report}" if report is not None else (
+        "\n(--report FILE lists them all)" if len(skipped) > 10 else "")
+    return f"{len(skipped)} skipped:\n" + "\n".join(shown) + more + where
+
+
+def _write_report(report: Path | None, skipped: list[Skipped]) -> None:
+    if report is not None:
+        write_skip_report(report, skipped)
+
+
 def write_skip_report(path: Path, skipped: list[Skipped]) -> None:
-    """Write the skipped complexes as CSV (columns `SKIP_REPORT_COLUMNS`), atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(SKIP_REPORT_COLUMNS)
-        writer.writerows((s.complex_id, s.source, s.stage, s.reason) for s in skipped)
+    """Write the skipped complexes as CSV (columns `SKIP_REPORT_COLUMNS`), atomically.
+
+    Raises:
+        DataError: if the file cannot be written.
+    """
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(SKIP_REPORT_COLUMNS)
+            writer.writerows((s.complex_id, s.source, s.stage, s.reason) for s in skipped)
+    except OSError as error:
+        raise DataError(f"cannot write the skip report {path}: {error.strerror or error}") from None

@@ -8,6 +8,7 @@ dropped silently; `SourceNote` carries what the user should know about a whole s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Union
 
 import polars as pl
@@ -84,7 +85,10 @@ class SourceOptions:
     Attributes:
         label_field: the SDF property holding each record's affinity (``sdf-series``).
         label_unit: the unit of that property (checked by the reader that uses it).
+        labels: a label table (id and affinity columns) for a folder of per-complex
+            subfolders (``folders-csv``); None: found in the folder.
     """
 
     label_field: str | None = None
     label_unit: LabelUnit | str = LabelUnit.pk
+    labels: Path | None = None
