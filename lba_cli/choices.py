@@ -72,6 +72,7 @@ class RunStatus(str, Enum):
     interrupted = "interrupted"
     failed = "failed"
     crashed = "crashed"
+    damaged = "damaged"
 
 
 DEVICE_NAMES = ("auto", "cpu", "cuda")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lba_cli.choices import HEADLINE_METRICS, RunKind, SplitName
 from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
@@ -32,7 +33,7 @@ class XAxis(str, Enum):
 
 def _report_skipped(skipped: list[tuple[str, str]]) -> None:
     for ref, reason in skipped:
-        stderr.print(f"[dim]skipped {ref}: {reason}[/]", highlight=False)
+        stderr.print(f"[yellow]skipped[/] {escape(ref)}: {escape(reason)}", highlight=False)
 
 
 @friendly_errors
@@ -52,12 +53,15 @@ def evaluate(
     import polars as pl
 
     from lba_cli.compare import collect_runs, labels_for
+    from lba_cli.errors import RunNotFoundError
     from lba_cli.evaluate import evaluate_baselines, evaluate_run
 
     store = store_from(runs_dir)
     found, skipped = collect_runs(store, runs)
     _report_skipped(skipped)
-    labels, _ = labels_for(found, store) if found else ([], "")
+    if not found:
+        raise RunNotFoundError("no runs to evaluate" + (f" ({len(skipped)} skipped, see above)" if skipped else ""))
+    labels, _ = labels_for(found, store)
     results, data_files = [], []
     for run, label in zip(found, labels):
         if run.status["status"] != "completed":
