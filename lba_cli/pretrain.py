@@ -12,7 +12,7 @@ from torch import nn
 
 from lba_cli.config import RunConfig, config_to_dict, read_exclude_ids  # noqa: F401 (public here too)
 from lba_cli.devices import autocast_context
-from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed
+from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed, unwrap
 from lba_cli.loaders import make_loader
 from lba_cli.models import create_model, resolve_model_config
 from lba_cli.neighbors import NeighborPairs, load_structures, split_structures
@@ -33,7 +33,8 @@ class NeighborTask(TaskBase):
         train = self.config.train
         return make_loader(dataset, train.batch_size, shuffle=False, seed=train.seed, epoch=epoch,
                            num_workers=train.num_workers, prefixes=_PAIR_PREFIXES, skip_batches=skip,
-                           rank=self.ctx.rank if shard else 0, world_size=self.ctx.world_size if shard else 1)
+                           rank=self.ctx.rank if shard else 0, world_size=self.ctx.world_size if shard else 1,
+                           merge_single_last=shard)  # training batches only: validation runs in eval mode
 
     def train_batches(self, epoch: int, skip_batches: int = 0):
         return self._loader(self.train_set, epoch, skip_batches, shard=True)  # pairs are fresh and random already
@@ -106,6 +107,7 @@ def prepare_pretrain(config: RunConfig) -> _Prepared:
     task = NeighborTask(NeighborPairs(train_structures, config.grid, config.neighbor, train.seed, train=True),
                         NeighborPairs(val_structures, config.grid, config.neighbor, train.seed, train=False),
                         config, device, ctx)
+    task.check_batches(unwrap(model))
     notes = {"num_structures": len(structures), "num_train_structures": len(train_structures),
              "num_val_structures": len(val_structures), "num_skipped_structures": len(skipped), "skipped": skipped}
     return _Prepared(config, model, optimizer, task, device, ctx, notes)
@@ -141,6 +143,8 @@ def pretrain(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
     reporter.message(f"{notes['num_structures']} structures ({notes['num_train_structures']} train / "
                      f"{notes['num_val_structures']} val), {notes['num_skipped_structures']} left out; "
                      f"task {prepared.config.neighbor.label}")
+    if prepared.task.batch_note() is not None:
+        reporter.message(f"note: {prepared.task.batch_note()}")
     fit(prepared.model, prepared.task, prepared.optimizer, prepared.config.train, run, config_dict, reporter,
         prepared.device, ctx=ctx)
     if run is not None:
