@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lba_cli.errors import LbaError
@@ -46,8 +47,8 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except LbaError as error:
-            stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+        except LbaError as error:  # the message is text, not markup: "[train]" must stay
+            stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             stderr.print("[yellow]interrupted[/]")
