@@ -147,7 +147,8 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
     """
     runs, skipped = collect_runs(store, refs)
     if not runs:
-        raise RunNotFoundError("no runs to compare" + (f" ({len(skipped)} entries were not runs)" if skipped else ""))
+        listed = "".join(f"\n  {ref}: {reason}" for ref, reason in skipped)
+        raise RunNotFoundError("no runs to compare" + (f"; left out:{listed}" if skipped else ""))
     by_kind: dict[str, list[Run]] = {}
     for run in runs:
         by_kind.setdefault(run.kind, []).append(run)

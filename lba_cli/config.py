@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 _RUN_ID = re.compile(r"^\d{8}-\d")
+_MAX_WORKERS = 256  # data-loading processes; more is a typo (each one holds a copy of the data)
 DEFAULT_CHANNELS: tuple[tuple[str, ...], ...] = (("C",), ("N",), ("O",), ("P",), ("S", "SE"), ("*",))
 
 
@@ -215,9 +216,19 @@ def _check_own_types(config: Any) -> None:
 
 def read_exclude_ids(path: Path) -> tuple[str, ...]:
     """Ids to leave out of pre-training, sorted: one per line (or whitespace-separated),
-    ``#`` comments, lower-cased (PDB codes or file stems)."""
+    ``#`` comments, lower-cased (PDB codes or file stems).
+
+    Raises:
+        ConfigError: if the file cannot be read as text.
+    """
     words = []
-    for line in Path(path).read_text().splitlines():
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text\nexpected: ids, one per line") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
+    for line in text.splitlines():
         words.extend(line.split("#")[0].split())
     return tuple(sorted({w.lower() for w in words}))
 
@@ -395,7 +406,8 @@ class TrainConfig:
         _check(self, 0 < self.lr < 10, "lr", self.lr, "a learning rate in (0, 10)")
         _check(self, self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         _check(self, self.patience is None or self.patience >= 1, "patience", self.patience, "an integer >= 1")
-        _check(self, self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
+        _check(self, 0 <= self.num_workers <= _MAX_WORKERS, "num_workers", self.num_workers,
+               f"an integer in [0, {_MAX_WORKERS}]")
         _check(self, is_device_name(self.device), "device", self.device, "auto, cpu, cuda or cuda:N")
 
 
@@ -611,7 +623,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     import tomllib
 
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text\nexpected: a TOML file") from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     unknown = sorted(set(data) - set(_SECTIONS) - set(_TOP_LEVEL) - {"kind"})

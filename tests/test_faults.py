@@ -245,3 +245,115 @@ def test_11_ids_missing_from_the_label_table_go_to_the_skip_report(tmp_path):
     with open(tmp_path / "s.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["id"], r["stage"], r["reason"]) for r in rows] == [("3ehy", "label", "no row in labels.csv")]
+
+
+# ------------------------------------- further faults, found by running each command on damaged inputs
+
+
+def _store_with_run(tmp_path: Path):
+    """A runs directory with one (untrained) fine-tuning run named "ft"."""
+    from lba_cli.runs import RunStore
+
+    store = RunStore(tmp_path / "runs")
+    return store.create_run({"kind": "finetune", "name": "ft", "finetune": {"data_path": "x.h5"}})
+
+
+def _damaged_h5(tmp_path: Path, damage: str) -> Path:
+    """An lba voxelize file (folder 07's data) with one part removed or spoilt."""
+    folder = require_fault("07-damaged-run-files")
+    path = tmp_path / "d.h5"
+    lba("voxelize", folder / "data" / "manifest.csv", "-o", path, *TINY_GRID, "-q")
+    with h5py.File(path, "r+") as f:
+        if damage == "dataset":
+            del f["atoms/xyz_A"]
+        else:
+            f.attrs["channels"] = ";;"
+    return path
+
+
+def _write(name: str, content: bytes):
+    def make(tmp_path: Path) -> None:
+        (tmp_path / name).write_bytes(content)
+    return make
+
+
+def _truncated_structure(tmp_path: Path) -> None:
+    import gzip
+
+    folder = require_fault("04-manifest-cell-whitespace")
+    packed = gzip.compress((folder / "4lzs_pocket.pdb").read_bytes())
+    (tmp_path / "p.pdb.gz").write_bytes(packed[: len(packed) // 2])  # a download cut off half-way
+    (tmp_path / "m.csv").write_text(f"id,protein,ligand,affinity\n4lzs,p.pdb.gz,{folder / '4lzs_ligand.sdf'},"
+                                    "Kd=16uM\n")
+
+
+def _junk_parquet(name: str):
+    def make(tmp_path: Path) -> None:
+        (_store_with_run(tmp_path).path / name).write_bytes(b"junk")
+    return make
+
+
+def _status_of_wrong_type(tmp_path: Path) -> None:
+    (_store_with_run(tmp_path).path / "status.json").write_text('{"status": 5}')
+
+
+FURTHER = [  # (id, set-up in tmp_path, arguments, exit status, message): each showed a traceback before
+    ("output-folder-is-a-file", _write("f", b"x"), ["voxelize", "m.csv", "-o", "f/o.h5"], 1,
+     "cannot write f/o.h5: f is a file, not a folder"),
+    ("report-folder-is-a-file", _write("f", b"x"), ["voxelize", "m.csv", "-o", "o.h5", "--report", "f/r.csv"], 1,
+     "cannot write f/r.csv: f is a file, not a folder"),
+    ("series-sdf-empty", _write("s.sdf", b""), ["voxelize", "{data}/pdbbind_demo/1a30/1a30_pocket.pdb", "s.sdf",
+                                                "--format", "sdf-series", "--label-field", "pK", "-o", "o.h5"], 1,
+     "s.sdf is empty"),
+    ("series-sdf-garbage", _write("s.sdf", b"garbage\n"), ["voxelize", "{data}/pdbbind_demo/1a30/1a30_pocket.pdb",
+                                                           "s.sdf", "--format", "sdf-series", "--label-field", "pK",
+                                                           "-o", "o.h5"], 1, "no SDF records in s.sdf"),
+    ("sdf-alone", _write("s.sdf", b"x\n"), ["voxelize", "s.sdf", "-o", "o.h5"], 1,
+     "looks like the ligands of a series: give the protein first"),
+    ("config-not-utf8", _write("c.toml", b"\xff\xfe[train]\n"), ["finetune", "c.toml", "--config", "c.toml",
+                                                                 "--print-config"], 1,
+     "cannot read config file c.toml: not UTF-8 text"),
+    ("exclude-ids-not-utf8", _write("ids.txt", b"\xff\xfe1abc\n"), ["pretrain", "--structures", "ids.txt",
+                                                                    "--exclude-ids", "ids.txt"], 1,
+     "cannot read ids.txt: not UTF-8 text"),
+    ("manifest-ragged", _write("m.csv", b"id,protein,ligand,affinity\n1a30,a,b,Kd=1nM\n1bcu,a,b,c,d,e\n"),
+     ["voxelize", "m.csv", "-o", "o.h5"], 1, "cannot read m.csv as a table: line 3 has 6 cells, the header 4"),
+    ("manifest-binary", _write("m.csv", bytes(range(256)) * 4), ["voxelize", "m.csv", "-o", "o.h5"], 1,
+     "m.csv is not a text table (it holds binary data)"),
+    ("structure-gzip-truncated", _truncated_structure, ["voxelize", "m.csv", "-o", "o.h5"], 1,
+     "the gzip file is truncated"),
+    ("metrics-parquet-damaged", _junk_parquet("metrics.parquet"), ["plot", "ft", "-o", "x.png"], 1,
+     "metrics.parquet is not a readable Parquet file"),
+    ("predictions-parquet-damaged", _junk_parquet("predictions_test.parquet"),
+     ["plot", "ft", "--kind", "scatter", "-o", "x.png"], 1, "predictions_test.parquet is not a readable Parquet file"),
+    ("status-field-of-wrong-type", _status_of_wrong_type, ["runs", "show", "ft"], 1,
+     "status.json: 'status' is 5, not a str"),
+    ("compare-only-damaged", _status_of_wrong_type, ["compare", "runs/*"], 1, "no runs to compare; left out:"),
+    ("evaluate-only-damaged", _status_of_wrong_type, ["evaluate", "runs/*"], 1, "no runs to evaluate"),
+    ("h5-missing-dataset", lambda t: _damaged_h5(t, "dataset"), ["finetune", "d.h5", *TINY_TRAIN], 1,
+     "d.h5 is not a complete lba voxelize file"),
+    ("h5-invalid-settings", lambda t: _damaged_h5(t, "attrs"), ["finetune", "d.h5", *TINY_TRAIN], 1,
+     "d.h5 holds invalid voxelization settings"),
+    ("folders-csv-without-folders", _write("labels.csv", b"id,pK\n1a30,4\n"),
+     ["voxelize", ".", "--format", "folders-csv", "-o", "o.h5"], 1, "no complex folders in ."),
+    ("workers-absurd", _write("d.h5", b""), ["finetune", "d.h5", "--workers", "100000", "--print-config"], 1,
+     "invalid --workers (num_workers): 100000"),
+]
+
+
+@pytest.mark.parametrize("setup,args,exit_code,message", [c[1:] for c in FURTHER], ids=[c[0] for c in FURTHER])
+def test_further_damaged_inputs_give_one_error_and_no_traceback(tmp_path, monkeypatch, setup, args, exit_code,
+                                                                message):
+    from conftest import SHARED
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.csv").write_text("id,protein,ligand,affinity\n")
+    setup(tmp_path)
+    expanded = []
+    for arg in args:
+        if arg == "runs/*":
+            expanded += [str(p) for p in sorted((tmp_path / "runs").iterdir())]
+        else:
+            expanded.append(arg.format(data=SHARED))
+    result = lba(*expanded, expect=exit_code)
+    assert message in one_line(result.output)

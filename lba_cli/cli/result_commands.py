@@ -74,7 +74,7 @@ def evaluate(
             stderr.print(f"[yellow]note:[/] {split.value} has {int(result.metrics['n'])} complex(es): correlations "
                          "are undefined (nan)", highlight=False)
         results.append((label, result))
-        used = data or Path(run.config["finetune"]["data_path"])
+        used = result.data_path
         if used.resolve() not in data_files:
             data_files.append(used.resolve())
     for path in data_files:  # context: what trivial predictors score on the same complexes

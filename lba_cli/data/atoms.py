@@ -38,6 +38,7 @@ __all__ = [
     "read_complex_files",
     "mol_atoms",
     "ligand_siblings",
+    "read_text",
     "ligand_notes",
     "drop_ligand_copy",
     "LIGAND_SUFFIXES",
@@ -113,6 +114,26 @@ def _pdbqt_as_pdb(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_gzip(path: Path) -> None:
+    """Read a gzip file through to its end, where the length and CRC are checked: a file cut
+    off at a line boundary would otherwise read as a structure with atoms missing.
+
+    Raises:
+        DataError: naming the file when it is not gzip or is truncated or damaged.
+    """
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as handle:
+            while handle.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as error:
+        reason = "truncated" if isinstance(error, EOFError) else (
+            "not gzip-compressed" if "Not a gzipped file" in str(error) else "damaged")
+        raise DataError(f"cannot read structure {path}: the gzip file is {reason} ({error})") from None
+
+
 def read_structure(path: Path):
     """Read a PDB, mmCIF or PDBQT file (gzip or not) with gemmi.
 
@@ -120,7 +141,8 @@ def read_structure(path: Path):
         A ``gemmi.Structure``.
 
     Raises:
-        DataError: if the file is missing or gemmi cannot read it.
+        DataError: if the file is missing, a gzip file is truncated or damaged, or gemmi
+            cannot read it.
     """
     import gzip
 
@@ -128,6 +150,8 @@ def read_structure(path: Path):
 
     path = Path(path)
     name = path.name.lower()
+    if name.endswith(".gz"):
+        _check_gzip(path)
     try:
         if name.endswith((".pdbqt", ".pdbqt.gz")):
             opener = gzip.open if name.endswith(".gz") else open
@@ -257,8 +281,8 @@ def ligand_siblings(path: Path) -> list[Path]:
     return out
 
 
-def _read_text(path: Path) -> str:
-    """The text of a file, gzip-compressed or not (undecodable bytes replaced).
+def read_text(path: Path) -> str:
+    """The text of a file, gzip-compressed (``.gz``) or not (undecodable bytes replaced).
 
     Raises:
         OSError, EOFError: for an unreadable file or a broken gzip stream.
@@ -309,7 +333,7 @@ def _read_one_ligand(path: Path, keep_hydrogens: bool) -> LigandRead | str:
     if not name.endswith(LIGAND_SUFFIXES):
         return f"not a ligand format (expected {', '.join(LIGAND_SUFFIXES)}, gzip-compressed or not)"
     try:
-        text = _read_text(path)
+        text = read_text(path)
     except (OSError, EOFError) as error:
         reason = "not a valid gzip file" if path.name.lower().endswith(".gz") else "cannot be read"
         return f"{reason} ({error.strerror if isinstance(error, OSError) and error.strerror else error})"

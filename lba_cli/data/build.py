@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lba_cli.atomic import atomic_path
+from lba_cli.atomic import atomic_path, check_writable
 from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
 from lba_cli.config import GridConfig
 from lba_cli.data.atoms import LIGAND_COPY_TOLERANCE_A, drop_ligand_copy
@@ -161,6 +161,9 @@ def build_dataset(
     Raises:
         DataError: if no complex could be used (only the report is written then).
     """
+    for path in (output, report):
+        if path is not None:
+            check_writable(path)
     records: list[ComplexRecord] = []
     skipped: list[Skipped] = []
     messages: list[str] = []

@@ -103,6 +103,8 @@ def read_user_table(path: Path) -> UserTable:
         notes.append(f"{path.name} is not UTF-8: read as Windows-1252")
     if not text.strip():
         raise DataError(f"{path} is empty\nexpected: a header line and one row per complex")
+    if "\x00" in text:
+        raise DataError(f"{path} is not a text table (it holds binary data)\nexpected: a CSV file")
     header = text.lstrip().splitlines()[0]
     separator = max((",", ";", "\t"), key=lambda s: (header.count(s), s == ","))
     if separator != ",":
@@ -110,11 +112,29 @@ def read_user_table(path: Path) -> UserTable:
     try:
         frame = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=separator, infer_schema_length=0)
     except pl.exceptions.PolarsError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"cannot read {path} as a table: {first}") from None
+        raise DataError(f"cannot read {path} as a table: {_table_problem(text, separator, error)}") from None
     raw = frame.rename({name: name.strip().lstrip("\ufeff").strip() for name in frame.columns})
     frame = raw.with_columns(pl.col(name).str.strip_chars() for name in raw.columns)
     return UserTable(frame, path, notes, raw)
+
+
+def _table_problem(text: str, separator: str, error: Exception) -> str:
+    """Why a table did not parse, in the user's terms: the first line whose cell count differs
+    from the header's (the usual cause), else the parser's own first line."""
+    import csv
+
+    rows = csv.reader(io.StringIO(text), delimiter=separator)
+    width = None
+    for row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            return (f"line {rows.line_num} has {len(row)} cells, the header {width}\nexpected: as many cells in "
+                    "every row as in the header (quote cells that hold the separator)")
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def resolve_cell_path(cell: str | None, folder: Path) -> tuple[Path, str | None]:

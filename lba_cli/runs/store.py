@@ -104,6 +104,20 @@ def read_run_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _read_parquet(path: Path) -> pl.DataFrame:
+    """A run's Parquet file; StoreError naming it when it is damaged (e.g. cut off by a full disk)."""
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise StoreError(f"{path} is not a readable Parquet file ({first})") from None
+
+
+# Types of the status.json fields that readers rely on (None is allowed for each).
+_STATUS_TYPES: dict[str, type | tuple[type, ...]] = {"status": str, "metrics": dict, "tags": list, "best_epoch": int,
+                                                     "epochs_done": int, "pid": int}
+
+
 def _time_from_id(run_id: str, path: Path) -> str:
     """A run's creation time from its id (``YYYYMMDD-HHMMSS-xxxx``), else its folder's mtime."""
     try:
@@ -167,7 +181,12 @@ class Run:
         Raises:
             StoreError: if the file is missing, empty or not a JSON object.
         """
-        status = read_run_json(self.path / STATUS_NAME)
+        path = self.path / STATUS_NAME
+        status = read_run_json(path)
+        for key, kind in _STATUS_TYPES.items():
+            if status.get(key) is not None and not isinstance(status[key], kind):
+                raise StoreError(f"{path}: {key!r} is {status[key]!r}, not a {getattr(kind, '__name__', kind)} (not "
+                                 "a status.json written by lba)")
         status["status"] = _effective_status(status)
         return status
 
@@ -210,9 +229,13 @@ class Run:
             pl.DataFrame(rows).write_parquet(tmp)
 
     def read_metrics(self) -> pl.DataFrame:
-        """The per-epoch metrics (empty frame if none yet)."""
+        """The per-epoch metrics (empty frame if none yet).
+
+        Raises:
+            StoreError: if the file is there but is not a readable Parquet file.
+        """
         path = self.path / METRICS_NAME
-        return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+        return _read_parquet(path) if path.exists() else pl.DataFrame()
 
     def write_predictions(self, split: str, frame: pl.DataFrame) -> Path:
         """Write ``predictions_<split>.parquet`` atomically and return its path."""
@@ -231,7 +254,7 @@ class Run:
         if not path.exists():
             raise StoreError(f"run {self.id} has no {split} predictions\nexpected: run `lba evaluate {self.id} "
                              f"--split {split}` first")
-        return pl.read_parquet(path)
+        return _read_parquet(path)
 
     def log(self, message: str) -> None:
         """Append a timestamped line to ``log.txt``."""
@@ -299,6 +322,7 @@ class RunStore:
     def _upsert(self, run: Run, db: sqlite3.Connection | None = None) -> None:
         """Write ``run``'s index row from its config.json and status.json."""
         config = run.config
+        run.status  # noqa: B018 - checks the file's fields
         status = read_run_json(run.path / STATUS_NAME)
         row = {"id": run.id, "kind": config["kind"], "name": config.get("name"),
                "status": status.get("status", "unknown"), "config_json": json.dumps(config, sort_keys=True),

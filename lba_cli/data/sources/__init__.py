@@ -137,6 +137,9 @@ def resolve_sources(paths: list[Path], fmt: SourceFormat,
             else:
                 listed = "\n  ".join(f"{p}  ({f.value})" for p, f in roots[:10])
                 hint = f"\nfound data below it; give one of:\n  {listed}" if roots else ""
+                if not roots and any(r.after_protein and r.detect(path) for r in READERS.values()):
+                    hint = (f"\n{path.name} looks like the ligands of a series: give the protein first, "
+                            f"lba voxelize PROTEIN.pdb {path} --label-field NAME")
                 raise DataError(
                     f"cannot tell what {path} holds\n"
                     "expected: an ATOM3D LBA folder (data/{train,val,test}/data.mdb or one LMDB folder), a PDBbind "

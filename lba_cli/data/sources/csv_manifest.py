@@ -92,8 +92,8 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
             resolve_cell_path(row[columns[c]], folder) for c in ("protein", "ligand"))
         notes += [n for n in (protein_note, ligand_note) if n]
         if not protein_path.is_file():
-            yield Skipped(complex_id, source, "read", f"protein file {as_written[columns['protein']]!r} not found "
-                                                      f"(looked for {protein_path})")
+            what = "is a folder, not a file" if protein_path.is_dir() else f"not found (looked for {protein_path})"
+            yield Skipped(complex_id, source, "read", f"protein file {as_written[columns['protein']]!r} {what}")
             continue
         try:
             structure, protein, ligand = read_complex_files(protein_path, [ligand_path], grid)

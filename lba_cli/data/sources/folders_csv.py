@@ -120,10 +120,14 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
         options: ``labels``, the label table (default: the one in the folder).
 
     Raises:
-        DataError: if there is no label table (or several), or it lacks an id or
-            affinity column.
+        DataError: if there are no complex folders, no label table (or several), or the
+            table lacks an id or affinity column.
     """
     root = paths[0]
+    folders = complex_folders(root)
+    if not folders:
+        raise DataError(f"no complex folders in {root}\nexpected: <id>/ subfolders holding <id>_protein.pdb or "
+                        "<id>_pocket.pdb (gzip or not) and <id>_ligand.sdf or .mol2")
     labels_path = _labels_path(root, options)
     table = read_user_table(labels_path)
     for note in table.notes:
@@ -138,7 +142,6 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
     yield SourceNote(f"labels of {root} from {labels_path}: id column {id_column!r}, "
                      + " then ".join(c.describe() for c in label_columns))
     rows, conflicts = _rows_by_id(table, id_column)
-    folders = complex_folders(root)
     without_folder = sorted(set(rows) - {f.name.lower() for f in folders})
     if without_folder:
         yield SourceNote(f"{len(without_folder)} ids of {labels_path.name} have no complex folder in {root} "
