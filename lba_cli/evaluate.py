@@ -48,6 +48,7 @@ class EvaluationResult:
             ``force``).
         leakage: on data other than the run's own, the overlap of the scored complexes with
             the run's training data (`lba_cli.leakage`); None when not checked.
+        data_path: the `lba voxelize` file evaluated (None for baselines given a grid set).
     """
 
     run_id: str
@@ -58,6 +59,7 @@ class EvaluationResult:
     intervals: dict[str, tuple[float, float]]
     notes: list[str] = field(default_factory=list)
     leakage: LeakageReport | None = None
+    data_path: Path | None = None
 
     def as_row(self, label: str, name: str | None = None) -> dict[str, object]:
         """One table row: run, its name, label, split, n, then each metric and its interval as ``[lo, hi]``."""
@@ -215,7 +217,7 @@ def evaluate_run(store: RunStore, ref: str, split: str | None = None, data_path:
         run.update_status(metrics=recorded)
     intervals = bootstrap_intervals(frame["affinity_pk"].to_numpy(), frame["predicted_pk"].to_numpy())
     leakage = None if is_own else _leakage(run, path, split, force, notes)
-    return EvaluationResult(run.id, split, metrics, frame, saved, intervals, notes, leakage)
+    return EvaluationResult(run.id, split, metrics, frame, saved, intervals, notes, leakage, path)
 
 
 def _leakage(run: Run, path: Path, split: str, force: bool, notes: list[str]) -> LeakageReport | None:

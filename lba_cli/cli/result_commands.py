@@ -38,7 +38,7 @@ class XAxis(str, Enum):
 
 def _report_skipped(skipped: list[tuple[str, str]]) -> None:
     for ref, reason in skipped:
-        stderr.print(f"[dim]skipped {ref}: {reason}[/]", highlight=False)
+        stderr.print(f"[yellow]skipped[/] {escape(ref)}: {escape(reason)}", highlight=False)
 
 
 @friendly_errors
@@ -78,8 +78,9 @@ def evaluate(
                      "evaluate scores fine-tuning runs", highlight=False)
     found = [run for run in found if run.kind == RunKind.finetune]
     if not found:
-        raise RunNotFoundError("no fine-tuning run to evaluate among the runs given\nexpected: fine-tuning runs "
-                               "(lba runs list --kind finetune)")
+        raise RunNotFoundError("no fine-tuning run to evaluate among the runs given" +
+                               (f" ({len(skipped)} skipped, see above)" if skipped else "") +
+                               "\nexpected: fine-tuning runs (lba runs list --kind finetune)")
     labels, _ = labels_for(found, store)
     results, scored = [], {}
     for run, label in zip(found, labels):
@@ -101,7 +102,7 @@ def evaluate(
         results.append((label, run.name, result))
         own = Path(run.config["finetune"]["data_path"]).resolve()
         # the baselines are fitted on the training split the run learnt from, and scored on the same complexes
-        scored.setdefault(((data or own).resolve(), result.split, own), None)
+        scored.setdefault((result.data_path.resolve(), result.split, own), None)
     for path, split_name, train_path in scored:
         # one set of baseline rows per distinct data set, named by it when there are several
         where = "" if len(scored) == 1 else f" ({path.name} {split_name}" + (
