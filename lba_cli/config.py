@@ -707,7 +707,7 @@ def _check_toml_keys(data: dict[str, Any], path: Path) -> None:
         if key in _SECTIONS:
             cls = SECTIONS[key]
             if not isinstance(value, dict):
-                raise ConfigError(f"{path}: [{key}] must be a table of settings, not {value!r}\n"
+                raise ConfigError(f"{path}: {key} = {value!r}\nexpected: a table [{key}] of settings; "
                                   f"accepted in [{key}]: {_accepted_keys(cls)}")
             names = {f.name for f in dataclasses.fields(cls)}
             problems.extend((k, f"[{key}]") for k in value if k not in names)

@@ -78,7 +78,7 @@ def evaluate(
                      "evaluate scores fine-tuning runs", highlight=False)
     found = [run for run in found if run.kind == RunKind.finetune]
     if not found:
-        raise RunNotFoundError("no fine-tuning run to evaluate among the runs given" +
+        raise RunNotFoundError("no runs to evaluate: no fine-tuning run among the runs given" +
                                (f" ({len(skipped)} skipped, see above)" if skipped else "") +
                                "\nexpected: fine-tuning runs (lba runs list --kind finetune)")
     labels, _ = labels_for(found, store)
