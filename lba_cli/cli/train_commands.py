@@ -257,4 +257,4 @@ def sweep(
     result = run_sweep(plan, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet))
     render_frame(result.table, OutputFormat.table,
                  title=f"sweep {result.group} (mean and sample std, ddof 1, over seeds; std blank for one seed)")
-    stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False)
+    stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False, markup=False)
