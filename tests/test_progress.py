@@ -68,7 +68,9 @@ def _drive_pretrain(width: int) -> list[str]:
     """A pre-training run's live display (six headline metrics, a GPU-less device) at ``width``."""
     out = io.StringIO()
     clock = FakeClock()
-    reporter = ProgressReporter(Console(file=out, force_terminal=True, width=width, color_system=None), clock=clock)
+    # a height too, or TERM=dumb (conftest) makes Rich assume 80 columns
+    console = Console(file=out, force_terminal=True, width=width, height=40, color_system=None)
+    reporter = ProgressReporter(console, clock=clock)
     reporter.start(run_id="20261201-005906-4871", kind="pretrain", num_epochs=15, start_epoch=0,
                    steps_per_epoch=320, device=torch.device("cpu"))
     for epoch in (1, 2):

@@ -277,3 +277,11 @@ def test_forced_columns_layout_transposes_one_run():
     lines = out.getvalue().splitlines()
     assert any(line.startswith("rmse") and "1.235" in line for line in lines)
     assert any(line.startswith("pearson") and "0.5679" in line for line in lines)
+
+
+def test_cells_titles_and_headers_are_text_not_markup():
+    frame = pl.DataFrame({"label": ["[train] ligand [b]x[/b]", "y"], "rmse [pK]": [1.23456, 2.0]})
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(make_table(frame, 100, title="[bold]t[/]"))
+    text = out.getvalue()
+    assert "[train] ligand [b]x[/b]" in text and "[bold]t[/]" in text and "[pK]" in text

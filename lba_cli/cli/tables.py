@@ -279,30 +279,37 @@ def _measure(console: Console, renderable: RenderableType) -> tuple[int, int]:
     return measured.minimum, measured.maximum
 
 
+def _table(title: str | None) -> Table:
+    # every string is text, never Rich markup: a label or path with "[...]" prints whole
+    return Table(title=Text(title) if title else None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                 title_justify="left")
+
+
 def _rows_table(columns: list[_Column], digits: int, title: str | None, wrap_text: bool) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
+    table = _table(title)
     cells = [c.cells(digits) for c in columns]
     for column, values in zip(columns, cells):
         width = max((len(v) for v in values), default=1)
-        table.add_column(_header(column.name, width), justify="right" if column.numeric else "left",
+        table.add_column(Text(_header(column.name, width)), justify="right" if column.numeric else "left",
                          no_wrap=column.numeric or not wrap_text, overflow="fold")
     for row in zip(*cells):
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     return table
 
 
 def _transposed_table(columns: list[_Column], keys: list[_Column], digits: int, title: str | None,
                       wrap_text: bool) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
+    table = _table(title)
     num_rows = len(columns[0].values) if columns else len(keys[0].values)
     heads = ["\n".join(filter(None, (k.cells(digits)[i] for k in keys))) for i in range(num_rows)]
-    table.add_column("\n".join(k.name for k in keys), style="bold", no_wrap=True)
+    table.add_column(Text("\n".join(k.name for k in keys)), style="bold", no_wrap=True)
     cells = [c.cells(digits) for c in columns]
     for i, head in enumerate(heads):
         numeric = all(c.numeric or not cell[i] for c, cell in zip(columns, cells))
-        table.add_column(head or str(i + 1), justify="right", no_wrap=numeric or not wrap_text, overflow="fold")
+        table.add_column(Text(head or str(i + 1)), justify="right", no_wrap=numeric or not wrap_text,
+                         overflow="fold")
     for column, values in zip(columns, cells):
-        table.add_row(column.name, *values)
+        table.add_row(Text(column.name), *map(Text, values))
     return table
 
 
