@@ -50,7 +50,7 @@ def fit_fields(fields: list[tuple[str, int]], width: int, sep: str = "  ") -> st
     present = [(i, text, use) for i, (text, use) in enumerate(fields) if text]
     kept = {i for i, _, use in present if use <= 0}
     # most useful first; a field that does not fit leaves room for smaller, less useful ones
-    for i, text, use in sorted((f for f in present if f[2] > 0), key=lambda f: (-f[2], f[0])):
+    for i, _, _ in sorted((f for f in present if f[2] > 0), key=lambda f: (-f[2], f[0])):
         trial = kept | {i}
         if len(sep.join(t for j, t, _ in present if j in trial)) <= width:
             kept = trial
@@ -189,8 +189,8 @@ class ProgressReporter:
             self.console.print(fit_fields(fields, 1_000_000), highlight=False, soft_wrap=True)
 
     def message(self, text: str) -> None:
-        (self._progress.console if self._progress is not None else self.console).print(text, highlight=False,
-                                                                                       soft_wrap=True)
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(text, highlight=False, soft_wrap=True, markup=False)  # text, not markup: paths keep "[...]"
 
     def finish(self) -> None:
         if self._progress is not None:
