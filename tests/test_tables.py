@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -165,7 +166,7 @@ def test_columns_and_metrics_pick(demo_store, monkeypatch):
 def _evaluation(run_id: str, rmse: float, pearson: float) -> EvaluationResult:
     metrics = {"rmse": rmse, "mae": rmse * 0.8123, "pearson": pearson, "spearman": pearson * 0.9321, "n": 38.0}
     intervals = {k: (v - 0.41234, v + 0.39876) for k, v in metrics.items() if k != "n"}
-    return EvaluationResult(run_id, "test", metrics, pl.DataFrame(), None, intervals)
+    return EvaluationResult(run_id, "test", metrics, pl.DataFrame(), None, intervals, data_path=Path("demo.h5"))
 
 
 @pytest.fixture()
