@@ -150,7 +150,7 @@ def tag(
     found = store.resolve(run)
     result = store.tag(found, add=[t for t in tags if not t.startswith("-")],
                        remove=[t[1:] for t in tags if t.startswith("-")])
-    stdout.print(" ".join(result), highlight=False)
+    stdout.print(" ".join(result), highlight=False, markup=False)
 
 
 @runs_app.command("reindex")
