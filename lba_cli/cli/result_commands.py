@@ -10,8 +10,24 @@ import typer
 from rich.markup import escape
 
 from lba_cli.choices import HEADLINE_METRICS, EvaluationSplit, RunKind, SplitName
-from lba_cli.cli.common import Force, OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+from lba_cli.cli.common import (
+    Ci,
+    Columns,
+    Force,
+    Metrics,
+    OutputFormat,
+    RunsDir,
+    TableLayout,
+    friendly_errors,
+    known_run_ids,
+    render_frame,
+    stderr,
+    stdout,
+    store_from,
+    table_view,
+)
 from lba_cli.cli.options import Finetune
+from lba_cli.cli.tables import Layout, pick_columns
 
 _DEFAULT_PANELS = "Pre-training and fine-tuning runs get panels of their own (default: " + "; ".join(
     f"{kind.value}: {', '.join(names)}" for kind, names in HEADLINE_METRICS.items()) + ")."
@@ -52,6 +68,10 @@ def evaluate(
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     device: Finetune("--device") = None,
     force: Force = False,
+    ci: Ci = False,
+    columns: Columns = None,
+    metrics: Metrics = None,
+    layout: TableLayout = Layout.auto,
     runs_dir: RunsDir = None,
 ) -> None:
     """Whole-split MAE, RMSE, Pearson r and Spearman ρ of fine-tuned runs; saves predictions.
@@ -111,7 +131,8 @@ def evaluate(
             path, split_name, train_path=train_path))
     splits = sorted({result.split for _, _, result in results})
     render_frame(pl.DataFrame([r.as_row(label, name) for label, name, r in results]), fmt,
-                 title=f"{', '.join(splits)} metrics (95 % bootstrap intervals)")
+                 title=f"{', '.join(splits)} metrics" + (" (95 % bootstrap intervals)" if ci else ""),
+                 view=table_view(columns, metrics, ci, layout), known_ids=known_run_ids(store))
 
 
 @friendly_errors
@@ -191,6 +212,9 @@ def compare(
     std: Annotated[StdKind, typer.Option(
         "--std", help="With --group: sample std (ddof 1, the spread expected between seeds) or population std "
                       "(ddof 0, as ATOM3D's tables).")] = StdKind.sample,
+    columns: Columns = None,
+    metrics: Metrics = None,
+    layout: TableLayout = Layout.auto,
     runs_dir: RunsDir = None,
 ) -> None:
     """One row per run: the settings that differ, best epoch and metrics.
@@ -200,13 +224,17 @@ def compare(
     from lba_cli.compare import compare_runs
 
     ddof = 1 if std is StdKind.sample else 0
-    result = compare_runs(store_from(runs_dir), runs, sort=sort, show_all=show_all, group_replicates=group,
-                          ddof=ddof)
+    store = store_from(runs_dir)
+    result = compare_runs(store, runs, sort=sort, show_all=show_all, group_replicates=group, ddof=ddof)
     _report_skipped(result.skipped)
+    view = table_view(columns, metrics, layout=layout)
     if fmt is OutputFormat.table:
         spread = (f"; groups: mean and {std.value} std (ddof {ddof}) over their runs, std blank for one run"
                   if group else "")
+        pick_columns(result.table, view)  # a --columns or --metrics name must be in one of the tables
+        known = known_run_ids(store)
         for kind, table in result.tables.items():
-            render_frame(table, fmt, title=f"{kind} runs{spread}")
+            render_frame(table.drop("kind"), fmt, title=f"{kind} runs{spread}", view=view, known_ids=known,
+                         strict=False)
     else:
-        render_frame(result.table, fmt)
+        render_frame(result.table, fmt, view=view)
