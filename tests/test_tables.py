@@ -198,11 +198,14 @@ def test_evaluate_fits_every_width(evaluated, monkeypatch, width, ci):
     assert_no_number_split(text, _values(*rows) | {"95"})
     body = _body(text, "test metrics")
     if width >= 100:
-        if not ci:  # one line per run and per baseline
-            assert len(body) == 4 and "random" in body[0] and "baseline: heavy atoms" in body[3]
+        if not ci and not body[0].startswith("rmse"):  # one line per run and per baseline
+            assert len(body) == 4
+            assert "random" in body[0] and "baseline: heavy atoms" in body[3]
             assert "3.449" in body[0] and "0.5055" in body[3]
-        elif len(body) == 4:  # wide enough for rows with their intervals
-            assert "3.449" in body[0] and "3.037–3.848" in body[0]
+        elif not ci:  # with the run names beside the ids, runs as columns: one line per metric
+            assert any(line.startswith("rmse") and "3.449" in line for line in body)
+        elif len(body) == 4:  # wide enough for rows with their intervals (3 or 4 significant figures)
+            assert ("3.449" in body[0] or "3.45" in body[0]) and ("3.037–3.848" in body[0] or "3.04–3.85" in body[0])
         else:  # or runs as columns: one line per metric and per interval
             assert any(line.startswith("rmse CI") and "3.037–3.848" in line for line in body)
     assert "same in every row: split test · n 38" in text
@@ -245,8 +248,10 @@ def test_sweep_summary_fits(demo_store, monkeypatch, width):
     console.print(make_table(table, width, title="sweep"))
     text = out.getvalue()
     _fits(text, width)
-    assert_no_number_split(text, _values(*table.to_dicts()))
+    seeds = {seed for cell in table["seeds"] for seed in cell.split()}  # the seeds column is text: "0 1"
+    assert_no_number_split(text, _values(*table.to_dicts()) | seeds)
     assert "±" in text  # mean ± std in one column
+    assert "nan" not in text  # the std of a group of one is blank
 
 
 def test_short_ids_are_unambiguous_among_known_runs():

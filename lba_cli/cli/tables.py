@@ -218,7 +218,8 @@ class _Column:
         if self.interval is not None:
             return [_interval(lo, hi, digits) for lo, hi in zip(*self.interval)]
         if self.spread is not None:
-            return [format_number(m, digits) + ("" if s is None else f" ± {format_number(s, 2)}")
+            # a std that is undefined (one run) is left blank, not shown as "± nan"
+            return [format_number(m, digits) + ("" if s is None or s != s else f" ± {format_number(s, 2)}")
                     for m, s in zip(self.values, self.spread)]
         return [format_number(v, digits) for v in self.values]
 
