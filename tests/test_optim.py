@@ -190,3 +190,22 @@ def test_precise_batchnorm_leaves_frozen_layers_alone():
     before = model[1].running_var.clone()
     recalibrate_batchnorm(model, model, _Batches([torch.randn(5, 3)]), epoch=0)
     assert torch.equal(model[1].running_var, before) and not model[1].training
+
+
+def test_the_atom3d_cnn_config_file_is_its_published_settings():
+    from pathlib import Path
+
+    from lba_cli.models import create_model
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "atom3d-cnn.toml"
+    cnn = build_run_config("finetune", path, {"finetune": {"data_path": "x.h5"}, "train": {"seed": 2}})
+    assert (cnn.model.arch, cnn.model.head_hidden, cnn.model.dropout) == ("cnn", 512, 0.25)
+    assert (cnn.train.lr, cnn.train.batch_size, cnn.train.num_epochs, cnn.train.schedule) == \
+        (1e-3, 16, 50, Schedule.constant)
+    assert (cnn.train.weight_decay, cnn.train.warmup_epochs, cnn.train.precise_bn) == (0.0, 0.0, False)
+    assert cnn.finetune.standardize_targets is False and cnn.train.seed == 2  # the command line still wins
+    model = create_model(cnn.model, 7, "affinity")
+    conv_dropouts = [m.p for m in model.encoder.modules() if isinstance(m, nn.Dropout)]
+    assert conv_dropouts == [0.1] * 4  # ATOM3D's conv_drop_rate after each convolution block
+    assert [m.p for m in model.head.modules() if isinstance(m, nn.Dropout)] == [0.25]
+    assert model.head[0].out_features == 512

@@ -251,5 +251,6 @@ def sweep(
     stderr.print(f"sweep: {len(settings)} difficulties x {len(plan.seeds)} seeds: {len(settings)} pre-trainings, "
                  f"{len(plan.seeds) * (1 + 2 * len(settings))} fine-tunings", highlight=False)
     result = run_sweep(plan, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet))
-    render_frame(result.table, OutputFormat.table, title=f"sweep {result.group} (mean ± population std over seeds)")
+    render_frame(result.table, OutputFormat.table,
+                 title=f"sweep {result.group} (mean ± std over seeds, ddof 1; ens: the seeds' mean prediction)")
     stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False)
