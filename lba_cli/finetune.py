@@ -315,7 +315,7 @@ def finetune_replicates(config: RunConfig, seeds: list[int], store: RunStore,
     """Fine-tune once per seed: sibling runs tagged with one ``group:<id>`` tag.
 
     The runs differ only in ``train.seed`` (and name, suffixed ``-s<seed>``), so
-    ``lba compare --group`` summarises them as mean ± population std.
+    ``lba compare --group`` summarises them as mean ± sample std and their ensemble.
     """
     from lba_cli.runs import new_group_id
 
