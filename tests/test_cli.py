@@ -176,6 +176,10 @@ def test_tags_and_list_filters(tmp_path, tiny_h5, monkeypatch):
     listed = json.loads(invoke("runs", "list", "--tag", "baseline", "--format", "json").stdout)
     assert [r["name"] for r in listed] == ["a"]
     assert json.loads(invoke("runs", "list", "--status", "completed", "--format", "json").stdout).__len__() == 2
+    # text, not Rich markup: a tag in brackets is printed whole, by tag, show and the list table
+    assert "[wip]" in invoke("runs", "tag", "b", "[wip]").stdout
+    assert "[wip]" in invoke("runs", "show", "b").stdout
+    assert "[wip]" in invoke("runs", "list", "--tag", "[wip]").stdout
 
 
 @pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from lba_cli.errors import LbaError
 
@@ -100,7 +101,7 @@ def render_frame(frame: Any, fmt: OutputFormat, title: str | None = None) -> Non
         for column in frame.columns:
             table.add_column(column, overflow="fold")
         for row in frame.iter_rows():
-            table.add_row(*(_fmt(v) for v in row))
+            table.add_row(*(Text(_fmt(v)) for v in row))  # cells are text: a name "[x]" stays
         stdout.print(table)
 
 

@@ -77,7 +77,7 @@ def evaluate(
                          "far",
                          highlight=False)
         result = evaluate_run(store, str(run.path), split.value if split else None, data, device or "auto")
-        stderr.print(f"predictions: {result.path}", highlight=False)
+        stderr.print(f"predictions: {result.path}", highlight=False, markup=False)
         if result.metrics["n"] < MIN_CORRELATION_SIZE:
             stderr.print(f"[yellow]note:[/] {result.split} has {int(result.metrics['n'])} complex(es): correlations "
                          f"need at least {MIN_CORRELATION_SIZE} and are undefined (nan)", highlight=False)
@@ -156,7 +156,7 @@ def plot(
                          highlight=False)
         figure = plot_scatter(pl.concat(parts), f"{split.value} split\n" + "\n".join(scores))
     path = save_plot(figure, output, width, height)
-    stdout.print(str(path), highlight=False)
+    stdout.print(str(path), highlight=False, markup=False)
 
 
 @friendly_errors

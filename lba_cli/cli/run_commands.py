@@ -86,23 +86,28 @@ def show(
                             and not p.name.startswith("."))}
     if fmt is ShowFormat.table:
         from rich.table import Table
+        from rich.text import Text
 
         from lba_cli.compare import flatten_config
 
         table = Table(title=f"run {found.id}", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value", overflow="fold")
+
+        def add(key: str, value: str) -> None:  # values are text: a tag or path "[x]" stays
+            table.add_row(key, Text(value))
+
         status = info["status"]
         for key in ("status", "created_at", "started_at", "finished_at", "parent_id", "parent_label", "best_epoch",
                     "epochs_done", "tags"):
             if status.get(key) not in (None, [], ""):
-                table.add_row(key, " ".join(status[key]) if isinstance(status[key], list) else str(status[key]))
+                add(key, " ".join(status[key]) if isinstance(status[key], list) else str(status[key]))
         for key, value in sorted(status.get("metrics", {}).items()):
-            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+            add(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         for key, value in flatten_config(info["config"]).items():
-            table.add_row(f"config.{key}", str(value))
-        table.add_row("path", info["path"])
-        table.add_row("files", "\n".join(info["files"]))
+            add(f"config.{key}", str(value))
+        add("path", info["path"])
+        add("files", "\n".join(info["files"]))
         stdout.print(table)
     else:
         sys.stdout.write(dump_json(info) + "\n")
@@ -146,7 +151,7 @@ def tag(
     found = store.resolve(run)
     result = store.tag(found, add=[t for t in tags if not t.startswith("-")],
                        remove=[t[1:] for t in tags if t.startswith("-")])
-    stdout.print(" ".join(result), highlight=False)
+    stdout.print(" ".join(result), highlight=False, markup=False)
 
 
 @runs_app.command("reindex")

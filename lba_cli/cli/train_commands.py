@@ -253,4 +253,4 @@ def sweep(
     result = run_sweep(plan, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet))
     render_frame(result.table, OutputFormat.table,
                  title=f"sweep {result.group} (mean ± std over seeds, ddof 1; ens: the seeds' mean prediction)")
-    stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False)
+    stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False, markup=False)
