@@ -177,7 +177,7 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
         show_all: show every setting, not only those that differ.
         group_replicates: one row per group of runs that differ only in ``train.seed``,
             metrics as ``<metric> mean`` and ``<metric> std`` columns (sample std, ddof = 1;
-            nan for a group of one run), and for fine-tuning, ``<split>/<metric> ens``: the
+            null for a group of one run), and for fine-tuning, ``<split>/<metric> ens``: the
             metrics of the group's mean prediction (`ensemble_columns`).
 
     Raises:
@@ -242,7 +242,7 @@ def _group(table: pl.DataFrame, keys: list[str], metrics: list[str], runs: dict[
         for m in metrics:
             values = [v for v in group[m].to_list() if v is not None and not (isinstance(v, float) and math.isnan(v))]
             mean, std = mean_std(values) if values else (None, None)
-            row[f"{m} mean"], row[f"{m} std"] = mean, std
+            row[f"{m} mean"], row[f"{m} std"] = mean, std if len(values) > 1 else None  # no spread of one run
         if row.get("kind") == "finetune":
             row.update(ensemble_columns([runs[r] for r in group["run"].to_list()]))
         out.append(row)

@@ -55,12 +55,14 @@ class EvaluationResult:
     data_path: Path | None = None
 
     def as_row(self, label: str) -> dict[str, object]:
-        """One table row: run, label, split, n, then each metric and its interval as ``[lo, hi]``."""
+        """One table row: run, label, split, n, each metric, then each metric's interval as
+        ``<metric>_ci_low`` and ``<metric>_ci_high`` (unrounded, as every value of the row)."""
         row: dict[str, object] = {"run": self.run_id, "label": label, "split": self.split, "n": int(self.metrics["n"])}
         for metric in REGRESSION_METRICS:
-            lo, hi = self.intervals[metric.name]
             row[metric.name] = self.metrics[metric.name]
-            row[f"{metric.name}_ci"] = f"[{lo:.2f}, {hi:.2f}]"
+        for metric in REGRESSION_METRICS:
+            row[f"{metric.name}_ci_low"], row[f"{metric.name}_ci_high"] = (float(v) for v in
+                                                                         self.intervals[metric.name])
         return row
 
 
@@ -237,9 +239,9 @@ def ensemble_rows(store: RunStore, evaluated: list[tuple[Run, EvaluationResult]]
 
     For each group of two or more runs that differ only in their seed
     (`lba_cli.compare.replicate_groups`), two rows in the layout of `EvaluationResult.as_row`:
-    ``mean ± std of N runs`` (each metric averaged over the runs; its ``_ci`` column holds the
-    sample std, ddof 1), and ``ensemble of N`` (the metrics of the runs' mean prediction per
-    complex, with bootstrap intervals).
+    ``mean ± std of N runs`` (each metric averaged over the runs, and ``<metric> std``: its
+    sample std over the runs, ddof 1; no bootstrap interval), and ``ensemble of N`` (the metrics
+    of the runs' mean prediction per complex, with bootstrap intervals).
 
     Args:
         store: the run store (for run labels).
@@ -262,7 +264,8 @@ def ensemble_rows(store: RunStore, evaluated: list[tuple[Run, EvaluationResult]]
                                       "split": results[0].split, "n": int(summary.ensemble["n"])}
         for metric in REGRESSION_METRICS:
             per_run[metric.name] = summary.mean[metric.name]
-            per_run[f"{metric.name}_ci"] = f"± {summary.std[metric.name]:.3f} (std)"
+        for metric in REGRESSION_METRICS:
+            per_run[f"{metric.name} std"] = summary.std[metric.name]
         ensemble = EvaluationResult(f"ensemble of {summary.num_runs}", results[0].split, summary.ensemble,
                                     summary.predictions, None, summary.intervals)
         rows.extend([per_run, ensemble.as_row(label)])

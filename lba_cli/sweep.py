@@ -164,7 +164,7 @@ def summarise_sweep(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str,
     """One row per label, then one per baseline.
 
     Columns: label, runs, seeds; for each of `SWEEP_METRICS`, ``<m> mean`` and ``<m> std``
-    (per-run mean and sample std, ddof 1, over seeds) and ``<m> ens`` (the metric of the seed
+    (per-run mean and sample std, ddof 1, over seeds; null for one seed) and ``<m> ens`` (the metric of the seed
     ensemble's mean prediction, `lba_cli.compare.ensemble_columns`; null for one run or where
     predictions are missing); and the label's pre-training `PRETRAIN_METRICS` (``pretrain
     val/accuracy``, ...; null for ``random``). With ``data_path`` (the fine-tuning file), the
@@ -186,7 +186,7 @@ def summarise_sweep(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str,
             values = [v for v in chosen["value"].to_list()
                       if v is not None and v == v]
             mean, std = mean_std(values) if values else (float("nan"), float("nan"))
-            row[f"{name} mean"], row[f"{name} std"] = mean, std
+            row[f"{name} mean"], row[f"{name} std"] = mean, std if len(values) > 1 else None  # no spread of one
         ensemble = ensemble_columns([run for name, _, run in runs if name == label])
         row.update({f"{name} ens": ensemble.get(f"{name} ens") for name in SWEEP_METRICS})
         parent = pretrain_metrics.get(label.removesuffix(" frozen"), {})
