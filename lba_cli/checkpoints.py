@@ -21,7 +21,9 @@ them without running code from the file.
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,21 +67,56 @@ def copy_checkpoint(source: Path, destination: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
+def _why_unreadable(path: Path, error: BaseException) -> str:
+    """One line saying what ``path`` is instead of a checkpoint (never advice to unpickle it)."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if size == 0:
+        return f"{path} is empty (0 bytes), not a checkpoint: copy the file again"
+    if head.startswith(b"version https://git-lfs"):
+        return (f"{path} is not a checkpoint but a Git LFS pointer ({size} bytes, the placeholder a clone without "
+                "large-file support leaves): fetch the real file with `git lfs pull`")
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if unsupported or head.startswith(b"\x80"):
+        what = f" (it holds {unsupported.group(1)})" if unsupported else ""
+        return (f"{path} is not an lba checkpoint but a Python pickle of another program{what}; lba loads weights "
+                "only and does not run code stored in a file")
+    if head.startswith(b"PK\x03\x04"):
+        return (f"{path} is a damaged or truncated checkpoint ({size} bytes; the torch archive is incomplete): copy "
+                "it again, or use the run's other checkpoint (best.pt, last.pt)")
+    try:
+        first = head.decode("utf-8").strip().splitlines()[0][:60]
+    except (UnicodeDecodeError, IndexError):
+        return f"{path} is not a checkpoint ({size} bytes of unrecognised content)"
+    return f"{path} is not a checkpoint but a text file (starting {first!r})"
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by `save_checkpoint` (``weights_only=True``).
+    """Load a checkpoint written by `save_checkpoint` (``weights_only=True``: no code in the file runs).
 
     Raises:
-        DataError: if the file is missing or not a readable checkpoint.
+        DataError: if the file is missing or not a readable lba checkpoint, in one line that
+            names the file and says what it is instead (empty, a Git LFS pointer, truncated,
+            another program's pickle, text).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise DataError(f"cannot read checkpoint {path}: {error}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError:
+        raise DataError(f"cannot read checkpoint {path}: permission denied") from None
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, ImportError,
+            IndexError, KeyError, TypeError) as error:
+        raise DataError(_why_unreadable(path, error)) from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
-        raise DataError(f"{path} is not an lba checkpoint")
+        kind = "a bare state_dict" if isinstance(payload, dict) and all(
+            isinstance(v, torch.Tensor) for v in payload.values()) else f"a {type(payload).__name__}"
+        raise DataError(f"{path} is not an lba checkpoint: it holds {kind}, without the model and config entries "
+                        "lba writes")
     payload["model"] = strip_prefixes(payload["model"])
     return payload
 

@@ -33,6 +33,7 @@ class SourceFormat(str, Enum):
     auto = "auto"
     atom3d = "atom3d"
     pdbbind = "pdbbind"
+    folders_csv = "folders-csv"
     csv = "csv"
     sdf_series = "sdf-series"
 
@@ -83,6 +84,7 @@ class RunStatus(str, Enum):
     interrupted = "interrupted"
     failed = "failed"
     crashed = "crashed"
+    damaged = "damaged"
 
 
 DEVICE_NAMES = ("auto", "cpu", "cuda")

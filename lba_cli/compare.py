@@ -17,7 +17,7 @@ import polars as pl
 
 from lba_cli.errors import LbaError, RunNotFoundError
 from lba_cli.metrics import REGRESSION_METRICS, higher_is_better, mean_std
-from lba_cli.runs import INDEX_NAME, Run, RunStore, is_run_dir
+from lba_cli.runs import INDEX_NAME, Run, RunStore, is_run_dir, looks_like_run_dir
 
 __all__ = ["flatten_config", "run_label", "differing_settings", "collect_runs", "compare_runs", "Comparison",
            "labels_for",
@@ -77,7 +77,8 @@ def collect_runs(store: RunStore, refs: list[str]) -> tuple[list[Run], list[tupl
 
     Entries of a runs directory that are not runs (``index.sqlite`` and its companions) are
     left out silently: ``runs/*`` lists them, and nobody means them. Any other path that
-    exists but is not a run is left out and reported.
+    exists but is not a run, and every damaged run (a config.json or status.json that cannot
+    be read), is left out and reported with the reason.
 
     Returns:
         (runs without duplicates, in the order given; [(ref, reason)] for reported entries).
@@ -91,10 +92,16 @@ def collect_runs(store: RunStore, refs: list[str]) -> tuple[list[Run], list[tupl
     for ref in refs:
         path = Path(ref)
         if path.exists() and not is_run_dir(path):
-            if not (path.resolve().parent / INDEX_NAME).exists():
+            if looks_like_run_dir(path):
+                skipped.append((ref, f"damaged run: {Run(path.name, path, store).problem()}"))
+            elif not (path.resolve().parent / INDEX_NAME).exists():
                 skipped.append((ref, "not a run directory"))
             continue
         run = store.resolve(ref)
+        problem = run.problem()
+        if problem is not None:
+            skipped.append((ref, f"damaged run {run.id}: {problem}"))
+            continue
         if run.path.resolve() not in seen:
             seen.add(run.path.resolve())
             runs.append(run)
@@ -140,7 +147,8 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
     """
     runs, skipped = collect_runs(store, refs)
     if not runs:
-        raise RunNotFoundError("no runs to compare" + (f" ({len(skipped)} entries were not runs)" if skipped else ""))
+        listed = "".join(f"\n  {ref}: {reason}" for ref, reason in skipped)
+        raise RunNotFoundError("no runs to compare" + (f"; left out:{listed}" if skipped else ""))
     by_kind: dict[str, list[Run]] = {}
     for run in runs:
         by_kind.setdefault(run.kind, []).append(run)

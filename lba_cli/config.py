@@ -13,8 +13,11 @@ with ``metadata=option(...)`` and one line in a command's signature.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -48,6 +51,7 @@ __all__ = [
 ]
 
 _RUN_ID = re.compile(r"^\d{8}-\d")
+_MAX_WORKERS = 256  # data-loading processes; more is a typo (each one holds a copy of the data)
 DEFAULT_CHANNELS: tuple[tuple[str, ...], ...] = (("C",), ("N",), ("O",), ("P",), ("S", "SE"), ("*",))
 
 
@@ -112,11 +116,119 @@ def _check(config: Any, condition: bool, name: str, value: Any, expected: str) -
         raise ConfigError(f"invalid {label}: {value!r}\nexpected: {expected}")
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+# Fields that also take a value of another type, converted in __post_init__ (the channel spec as text).
+_ALSO_ACCEPTED: dict[tuple[str, str], type] = {("GridConfig", "channels"): str}
+
+
+@functools.cache
+def _field_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether ``value`` is of the type ``hint`` (an int is a float; a bool is no number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(arg, value) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        return isinstance(value, (tuple, list)) and all(_matches(args[0], v) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return isinstance(value, hint) or value in {m.value for m in hint}
+    return True  # nested config sections are built and checked by their own class
+
+
+def _expected(hint: Any) -> str:
+    """``tuple[int, ...] | None`` -> "a list of integers"."""
+    origin, args = typing.get_origin(hint), [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args)
+    if origin is tuple:
+        inner = _expected(args[0])
+        return "a list of " + (inner.removeprefix("an ").removeprefix("a ") + "s" if inner != "text" else "text values")
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return "one of " + ", ".join(m.value for m in hint)
+    return _TYPE_WORDS.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _given(value: Any) -> str:
+    for kind, word in ((bool, "true/false"), (int, "an integer"), (float, "a number"), (str, "text"),
+                       ((list, tuple), "a list"), (dict, "a table")):
+        if isinstance(value, kind):
+            return word
+    return type(value).__name__
+
+
+def check_types(cls: type, values: dict[str, Any], where: str = "") -> None:
+    """Refuse values of the wrong type before anything runs: ``num_epochs = "2"`` (text for an
+    integer), ``batch_size = 4.0`` (a number with a fraction part for an integer), ``true``
+    for a number. Names not among ``cls``'s fields are left to the caller.
+
+    Args:
+        cls: a config dataclass.
+        values: field name -> value, e.g. one ``[train]`` table of a TOML file.
+        where: where the values come from, for the message (e.g. `` in run.toml [train]``).
+
+    Raises:
+        ConfigError: naming the field (by its option too), the value given and its type,
+            and the type expected.
+    """
+    hints = _field_hints(cls)
+    for name, value in values.items():
+        if name not in hints or _matches(hints[name], value):
+            continue
+        also = _ALSO_ACCEPTED.get((cls.__name__, name))
+        if also is not None and isinstance(value, also):
+            continue
+        expected = _expected(hints[name])
+        if isinstance(value, str) and expected in ("an integer", "a number"):
+            try:
+                float(value)
+                expected += f" (write {name} = {value.strip()}, without quotes)"
+            except ValueError:
+                pass
+        elif isinstance(value, float) and expected.startswith("an integer") and value.is_integer():
+            expected += f" (write {name} = {int(value)}, without the decimal point)"
+        cli = cli_option(cls, name)
+        label = f"{cli.name} ({name})" if cli else name
+        raise ConfigError(f"invalid {label}: {value!r} ({_given(value)}){where}\nexpected: {expected}")
+
+
+def _check_own_types(config: Any) -> None:
+    """`check_types` over a config's own field values (command line, API, config.json); an
+    integer given for a number field becomes a float."""
+    check_types(type(config), {f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+    for name, hint in _field_hints(type(config)).items():
+        value = getattr(config, name)
+        if hint in (float, float | None) and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, name, float(value))
+
+
 def read_exclude_ids(path: Path) -> tuple[str, ...]:
     """Ids to leave out of pre-training, sorted: one per line (or whitespace-separated),
-    ``#`` comments, lower-cased (PDB codes or file stems)."""
+    ``#`` comments, lower-cased (PDB codes or file stems).
+
+    Raises:
+        ConfigError: if the file cannot be read as text.
+    """
     words = []
-    for line in Path(path).read_text().splitlines():
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text\nexpected: ids, one per line") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
+    for line in text.splitlines():
         words.extend(line.split("#")[0].split())
     return tuple(sorted({w.lower() for w in words}))
 
@@ -173,6 +285,7 @@ class GridConfig:
     keep_water: bool = field(default=False, metadata=option("--keep-water", "Keep waters.", "Grid"))
 
     def __post_init__(self) -> None:
+        _check_own_types(self)
         if isinstance(self.channels, str):
             object.__setattr__(self, "channels", parse_channels(self.channels))
         else:
@@ -247,6 +360,7 @@ class ModelConfig:
         "(pooled features of both views).", "Model"))
 
     def __post_init__(self) -> None:
+        _check_own_types(self)
         _check(self, self.arch is None or self.arch in ARCHITECTURES, "arch", self.arch,
                f"one of {', '.join(sorted(ARCHITECTURES))}")
         if self.widths is not None:
@@ -294,12 +408,14 @@ class TrainConfig:
         "--workers", "Data-loading worker processes (results do not depend on it).", "System"))
 
     def __post_init__(self) -> None:
+        _check_own_types(self)
         _check(self, self.num_epochs >= 1, "num_epochs", self.num_epochs, "an integer >= 1")
         _check(self, self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _check(self, 0 < self.lr < 10, "lr", self.lr, "a learning rate in (0, 10)")
         _check(self, self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         _check(self, self.patience is None or self.patience >= 1, "patience", self.patience, "an integer >= 1")
-        _check(self, self.num_workers >= 0, "num_workers", self.num_workers, "an integer >= 0")
+        _check(self, 0 <= self.num_workers <= _MAX_WORKERS, "num_workers", self.num_workers,
+               f"an integer in [0, {_MAX_WORKERS}]")
         _check(self, is_device_name(self.device), "device", self.device, "auto, cpu, cuda or cuda:N")
 
 
@@ -359,6 +475,7 @@ class NeighborConfig:
         "--pilot-pairs", "Pairs drawn to fit the shortcut balance (for training and for validation pairs).", "Task"))
 
     def __post_init__(self) -> None:
+        _check_own_types(self)
         _check(self, self.pad_min_A >= 0, "pad_min_A", self.pad_min_A, "a padding >= 0 Å")
         _check(self, self.pad_max_A >= self.pad_min_A, "pad_max_A", self.pad_max_A,
                f"a padding >= pad_min_A ({self.pad_min_A} Å)")
@@ -422,6 +539,7 @@ class FinetuneConfig:
         "--rotate/--no-rotate", "A fresh random rotation of every training example each epoch.", "Data"))
 
     def __post_init__(self) -> None:
+        _check_own_types(self)
         _check(self, bool(self.data_path), "data_path", self.data_path, "the path of an lba voxelize HDF5 file")
         _check(self, not (self.freeze and self.init == "random"), "freeze", self.freeze,
                "--freeze only with --init RUN (a frozen random encoder learns nothing)")
@@ -461,6 +579,7 @@ class RunConfig:
         "--name", "A human name for the run (ids stay the key).", "System"))
 
     def __post_init__(self) -> None:
+        _check_own_types(self)
         object.__setattr__(self, "kind", RunKind(self.kind))
         _check(self,
                self.name is None or (self.name.strip() and self.name != "random" and not _RUN_ID.match(self.name)),
@@ -544,7 +663,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     import tomllib
 
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text\nexpected: a TOML file") from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     unknown = sorted(set(data) - set(_SECTIONS) - set(_TOP_LEVEL) - {"kind"})
@@ -569,6 +690,11 @@ def build_run_config(kind: RunKind | str, config_file: Path | None, overrides: d
     """
     kind = RunKind(kind)
     data = _read_toml(config_file) if config_file is not None else {}
+    for section in _SECTIONS:
+        if section in data and not isinstance(data[section], dict):
+            raise ConfigError(f"{config_file}: {section} = {data[section]!r}\nexpected: a table [{section}]")
+        check_types(SECTIONS[section], data.get(section) or {}, f" in {config_file} [{section}]")
+    check_types(RunConfig, {k: data[k] for k in _TOP_LEVEL if k in data}, f" in {config_file}")
     if data.get("kind", kind.value) != kind.value:
         raise ConfigError(f"{config_file} is a {data['kind']} config\nexpected: a {kind.value} config")
     merged: dict[str, Any] = {}

@@ -13,6 +13,7 @@ __all__ = [
     "RunNotFoundError",
     "CheckpointMismatchError",
     "StoreError",
+    "OutputError",
 ]
 
 
@@ -38,3 +39,7 @@ class CheckpointMismatchError(LbaError):
 
 class StoreError(LbaError):
     """The run store is in a state that prevents the operation."""
+
+
+class OutputError(LbaError):
+    """A file cannot be written where asked (its folder is a file, no permission, disk full)."""

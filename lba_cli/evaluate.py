@@ -43,6 +43,7 @@ class EvaluationResult:
         predictions: frame with `PREDICTION_SCHEMA`, one row per complex of the split.
         path: where the predictions were saved.
         intervals: bootstrap 95 % interval of each metric (`lba_cli.metrics.bootstrap_intervals`).
+        data_path: the `lba voxelize` file evaluated (None for baselines given a grid set).
     """
 
     run_id: str
@@ -51,6 +52,7 @@ class EvaluationResult:
     predictions: pl.DataFrame
     path: Path | None
     intervals: dict[str, tuple[float, float]]
+    data_path: Path | None = None
 
     def as_row(self, label: str) -> dict[str, object]:
         """One table row: run, label, split, n, then each metric and its interval as ``[lo, hi]``."""
@@ -198,7 +200,7 @@ def evaluate_run(store: RunStore, ref: str, split: str | None = None, data_path:
         recorded.update({f"{split}/{k}": v for k, v in metrics.items()})
         run.update_status(metrics=recorded)
     intervals = bootstrap_intervals(frame["affinity_pk"].to_numpy(), frame["predicted_pk"].to_numpy())
-    return EvaluationResult(run.id, split, metrics, frame, saved, intervals)
+    return EvaluationResult(run.id, split, metrics, frame, saved, intervals, path)
 
 
 def evaluate_baselines(data_path: Path, split: str, grid_set: GridSet | None = None,

@@ -40,7 +40,7 @@ class AffinityTask(TaskBase):
         t = self.config.train
         return make_loader(self.train_set, t.batch_size, shuffle=True, seed=t.seed, epoch=epoch,
                            num_workers=t.num_workers, skip_batches=skip_batches, rank=self.ctx.rank,
-                           world_size=self.ctx.world_size)
+                           world_size=self.ctx.world_size, merge_single_last=True)
 
     def prepare_train(self, model: nn.Module, epoch: int) -> None:
         frozen = self.config.finetune.encoder_frozen(epoch)
@@ -206,6 +206,7 @@ def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = Tr
     splits = [AffinityDataset(Path(data_path), split, grid, train.seed, rotate=tune.rotate and split == "train",
                               grid_set=data) for split in ("train", "val", "test")]
     task = AffinityTask(splits[0], splits[1], config, device, ctx=ctx)
+    task.check_batches(unwrap(model))
     return _Prepared(config, model, optimizer, task, splits[2], device, ctx, init)
 
 
@@ -256,6 +257,10 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
         run.update_status(world_size=ctx.world_size, parent_label=init.label if init else None)
         run.log(f"finetune on {tune.data_path}: {summary}")
     reporter.message(summary)
+    if task.batch_note() is not None:
+        reporter.message(f"note: {task.batch_note()}")
+        if run is not None:
+            run.log(task.batch_note())
     fit(prepared.model, task, prepared.optimizer, prepared.config.train, run, config_dict, reporter, prepared.device,
         ctx=ctx)
     if run is not None:

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from lba_cli.atomic import atomic_path
+from lba_cli.atomic import atomic_path, check_writable
 from lba_cli.choices import ALL_COMPLEXES, LabelUnit, RunKind, SourceFormat
 from lba_cli.config import GridConfig, run_config_from_json
 from lba_cli.data.records import Skipped, SourceOptions
-from lba_cli.errors import ConfigError, DataError, RunNotFoundError
+from lba_cli.errors import ConfigError, RunNotFoundError
 from lba_cli.export import ExportedModel, check_run_data, is_export_dir, read_export
 from lba_cli.runs import Run, RunStore, is_run_dir
 
@@ -185,6 +185,8 @@ def predict_complexes(
     fmt: SourceFormat = SourceFormat.auto,
     label_field: str | None = None,
     label_unit: LabelUnit | str = LabelUnit.pk,
+    labels: Path | None = None,
+    report: Path | None = None,
     num_rotations: int = 0,
     seed: int = 0,
     device: str = "auto",
@@ -200,6 +202,10 @@ def predict_complexes(
         sources: as `lba voxelize` takes them (see `lba_cli.data.build.read_sources`).
         fmt: the sources' layout (detected when ``auto``).
         label_field, label_unit: the measured affinity of an SDF series, when it has one.
+        labels: the label table of a folder of ``<id>/`` subfolders (``folders-csv``), when
+            it is not the one CSV in the folder.
+        report: write every skipped complex to this CSV (`lba_cli.data.build.write_skip_report`),
+            also when none could be used.
         num_rotations: test-time augmentation: average over this many random rotations per
             model (0: the complex's own orientation). See `lba_cli.evaluate.predict`.
         seed: seed of those rotations.
@@ -217,7 +223,7 @@ def predict_complexes(
         DataError: if no complex can be read or placed in its box.
         ConfigError: for models trained on different grids, or a negative ``num_rotations``.
     """
-    from lba_cli.data.build import make_grid_set, place_in_boxes, read_sources
+    from lba_cli.data.build import make_grid_set, nothing_usable, place_in_boxes, read_sources, write_skip_report
     from lba_cli.data.dataset import AffinityDataset
     from lba_cli.data.sources import resolve_sources
     from lba_cli.devices import resolve_device
@@ -225,15 +231,19 @@ def predict_complexes(
 
     if num_rotations < 0:
         raise ConfigError(f"invalid --tta {num_rotations}\nexpected: 0 (no rotation) or a number of rotations")
+    if report is not None:
+        check_writable(report)
     grid = _common_grid(predictors)
-    series = [paths[1] for paths, kind in resolve_sources(sources, fmt) if kind is SourceFormat.sdf_series]
-    readout = read_sources(sources, grid, fmt=fmt, on_complex=on_complex,
-                           options=SourceOptions(label_field, label_unit, require_labels=False))
+    options = SourceOptions(label_field, label_unit, require_labels=False,
+                            labels=Path(labels) if labels is not None else None)
+    series = [paths[1] for paths, kind in resolve_sources(sources, fmt, options) if kind is SourceFormat.sdf_series]
+    readout = read_sources(sources, grid, fmt=fmt, on_complex=on_complex, options=options, report=report)
     boxed = place_in_boxes(readout.records, grid)
     skipped = readout.skipped + boxed.skipped
     if not boxed.records:
-        raise DataError(f"no complex could be used from {', '.join(map(str, sources))}\n"
-                        f"{len(skipped)} skipped; e.g. {skipped[0].complex_id}: {skipped[0].reason}")
+        raise nothing_usable(f"no complex could be used from {', '.join(map(str, sources))}", skipped, report)
+    if report is not None:
+        write_skip_report(report, skipped)
     data = make_grid_set(boxed, grid)
     dataset = AffinityDataset(Path(str(sources[0])), ALL_COMPLEXES, grid, grid_set=data)
     torch_device = resolve_device(device)

@@ -26,7 +26,7 @@ from torch import nn
 from lba_cli.config import GridConfig, NeighborConfig, RunConfig, config_to_dict, read_exclude_ids  # noqa: F401
 from lba_cli.corpus import Corpus, build_corpus, is_corpus_file
 from lba_cli.devices import autocast_context
-from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed
+from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed, unwrap
 from lba_cli.errors import ConfigError, DataError
 from lba_cli.loaders import make_loader
 from lba_cli.models import create_model, resolve_model_config
@@ -49,7 +49,8 @@ class NeighborTask(TaskBase):
         train = self.config.train
         return make_loader(dataset, train.batch_size, shuffle=False, seed=train.seed, epoch=epoch,
                            num_workers=train.num_workers, prefixes=_PAIR_PREFIXES, skip_batches=skip,
-                           rank=self.ctx.rank if shard else 0, world_size=self.ctx.world_size if shard else 1)
+                           rank=self.ctx.rank if shard else 0, world_size=self.ctx.world_size if shard else 1,
+                           merge_single_last=shard)  # training batches only: validation runs in eval mode
 
     def train_batches(self, epoch: int, skip_batches: int = 0):
         return self._loader(self.train_set, epoch, skip_batches, shard=True)  # pairs are fresh and random already
@@ -291,6 +292,7 @@ def prepare_pretrain(config: RunConfig) -> _Prepared:
     task_obj = NeighborTask(NeighborPairs(train_sampler, config.grid, task, train.seed, True, train_balance),
                             NeighborPairs(val_sampler, config.grid, task, train.seed, False, val_balance),
                             config, device, ctx)
+    task_obj.check_batches(unwrap(model))
     zones = corpus.num_zones()
     notes = {"corpus": str(corpus.path) if not str(corpus.path).startswith(tempfile.gettempdir()) else "(temporary)",
              "num_structures": int(len(members)), "num_train_structures": int(len(train_members)),
@@ -353,6 +355,10 @@ def pretrain(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
                      + f"; task {prepared.config.neighbor.label}")
     for line in notes["warnings"]:
         reporter.message(f"warning: {line}")
+    if prepared.task.batch_note() is not None:
+        reporter.message(f"note: {prepared.task.batch_note()}")
+        if run is not None:
+            run.log(prepared.task.batch_note())
     fit(prepared.model, prepared.task, prepared.optimizer, prepared.config.train, run, config_dict, reporter,
         prepared.device, ctx=ctx)
     if run is not None:

@@ -129,8 +129,8 @@ class ProgressReporter:
             self.console.print(line, highlight=False, soft_wrap=True)
 
     def message(self, text: str) -> None:
-        (self._progress.console if self._progress is not None else self.console).print(text, highlight=False,
-                                                                                       soft_wrap=True)
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(text, highlight=False, soft_wrap=True, markup=False)  # text, not markup: paths keep "[...]"
 
     def finish(self) -> None:
         if self._progress is not None:

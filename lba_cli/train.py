@@ -32,9 +32,11 @@ from torch import nn
 from lba_cli.checkpoints import copy_checkpoint, save_checkpoint
 from lba_cli.config import TrainConfig
 from lba_cli.distributed import DistContext, all_reduce_sums, broadcast_object, unwrap
+from lba_cli.loaders import batch_bounds
 from lba_cli.runs import Run, utc_now
 
-__all__ = ["Reporter", "NullReporter", "Task", "TaskBase", "FitResult", "fit", "HEARTBEAT_EVERY_S"]
+__all__ = ["Reporter", "NullReporter", "Task", "TaskBase", "FitResult", "fit", "HEARTBEAT_EVERY_S",
+           "smallest_batchnorm_values"]
 
 HEARTBEAT_EVERY_S = 30.0
 
@@ -116,9 +118,83 @@ class TaskBase:
         self.device = device
         self.ctx = ctx
 
+    def train_batch_bounds(self) -> list[tuple[int, int]]:
+        """The [start, stop) of each training batch of an epoch of this process (a last batch
+        of one example joins the one before: `lba_cli.loaders.batch_bounds`)."""
+        per_process = math.ceil(len(self.train_set) / self.ctx.world_size)
+        return batch_bounds(per_process, self.config.train.batch_size, merge_single_last=True)
+
     def steps_per_epoch(self) -> int:
         """Optimizer steps per epoch of this process."""
-        return math.ceil(len(self.train_set) / self.ctx.world_size / self.config.train.batch_size)
+        return len(self.train_batch_bounds())
+
+    def batch_note(self) -> str | None:
+        """What the user should know about the training batches (a lone last example merged)."""
+        per_process = math.ceil(len(self.train_set) / self.ctx.world_size)
+        size = self.config.train.batch_size
+        if per_process > size and per_process % size == 1:
+            return (f"the last training batch would hold one example ({per_process} per epoch, batch size {size}): it "
+                    f"joins the batch before it ({size + 1} examples), since BatchNorm in training mode fails on a "
+                    "lone example once the encoder's feature map has shrunk to 1x1x1")
+        return None
+
+    def check_batches(self, model: nn.Module) -> None:
+        """Refuse, before training, batches that BatchNorm cannot train on: one example each
+        (a training split of one, or --batch-size 1) while the encoder's feature map ends at
+        1x1x1 on this grid (one value per channel). Evaluation runs in eval mode and is never
+        affected.
+
+        Args:
+            model: the bare model (with an ``encoder``), on the training device.
+
+        Raises:
+            ConfigError: saying why and what to change.
+        """
+        if min(stop - start for start, stop in self.train_batch_bounds()) > 1:
+            return
+        grid = self.config.grid
+        shape = (grid.num_channels,) + (grid.box_size_voxels,) * 3
+        if smallest_batchnorm_values(model.encoder, shape) != 1:
+            return
+        from lba_cli.errors import ConfigError
+
+        per_process = math.ceil(len(self.train_set) / self.ctx.world_size)
+        raise ConfigError(f"training batches of one example: {per_process} training example(s) per process, batch size "
+                          f"{self.config.train.batch_size}; on a {grid.box_size_voxels}-voxel grid the encoder's "
+                          "last feature map is 1x1x1, and BatchNorm in training mode cannot normalise one value per "
+                          "channel\nexpected: --batch-size 2 or more and at least 2 training examples, or a larger "
+                          "--box-size")
+
+
+def smallest_batchnorm_values(encoder: nn.Module, input_shape: tuple[int, ...]) -> int | None:
+    """The fewest values per channel that any BatchNorm layer of ``encoder`` sees for one
+    example (the product of its input's spatial sizes); None without BatchNorm.
+
+    Runs one example of zeros through the encoder in eval mode, without gradients (no
+    statistics change).
+
+    Args:
+        encoder: the network, on its device.
+        input_shape: one example's shape, (C, X, Y, Z).
+    """
+    sizes: list[int] = []
+
+    def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        sizes.append(args[0][0].numel() // args[0].shape[1])  # (1, C, X, Y, Z) -> X * Y * Z
+
+    layers = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    handles = [layer.register_forward_pre_hook(record) for layer in layers]
+    was_training = encoder.training
+    device = next(encoder.parameters()).device
+    try:
+        encoder.eval()
+        with torch.no_grad():
+            encoder(torch.zeros((1, *input_shape), device=device))
+    finally:
+        encoder.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return min(sizes) if sizes else None
 
 
 @dataclass

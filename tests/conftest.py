@@ -14,6 +14,8 @@ ATOM3D = SHARED / "atom3d_lba_demo" / "split-by-protein"
 PDBBIND = SHARED / "pdbbind_demo"
 PDBBIND_INDEX = SHARED / "pdbbind_index"
 BM5 = SHARED / "proteins_bm5"
+# Small real inputs that broke lba in real use, one folder per kind of fault (its README says how to run each).
+FAULTS = Path(os.environ.get("LBA_SHARED_FAULTS") or REPO.parent / "shared" / "faults")
 
 # A handful of real complexes for fast end-to-end tests: ATOM3D demo ids from each split.
 TINY_IDS = ("1a30", "1bzc", "1e66", "1g2k", "1eby", "1o0h", "1bcu", "1c5z")
@@ -28,6 +30,17 @@ def require_shared() -> Path:
     message = f"real data not found at {SHARED} (set LBA_SHARED_DATA)"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message + " -- under CI the real data must be present")
+    pytest.skip(message)
+
+
+def require_fault(name: str) -> Path:
+    """One folder of ../shared/faults (read-only); skip without it, but fail under CI (CI=true)."""
+    folder = FAULTS / name
+    if folder.is_dir():
+        return folder
+    message = f"fault folder not found at {folder} (set LBA_SHARED_FAULTS)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + " -- under CI the fault folders must be present")
     pytest.skip(message)
 
 

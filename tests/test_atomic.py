@@ -26,3 +26,16 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_a_place_that_cannot_take_the_file_is_one_error_naming_it(tmp_path):
+    from lba_cli.atomic import check_writable
+    from lba_cli.errors import OutputError
+
+    (tmp_path / "runs").write_text("a file where a folder should be")
+    target = tmp_path / "runs" / "sub" / "x.png"
+    for attempt in (lambda: write_text_atomic(target, "x"), lambda: check_writable(target)):
+        with pytest.raises(OutputError, match=f"cannot write {target}: {tmp_path / 'runs'} is a file, not a folder"):
+            attempt()
+    with pytest.raises(OutputError, match="it is a folder"):
+        check_writable(tmp_path)

@@ -137,3 +137,43 @@ def test_difficulty_labels_and_id_files(tmp_path):
     ids = tmp_path / "ids"
     ids.write_text("# held out\n3ZZZ 1abc\n1ABC\n")
     assert read_exclude_ids(ids) == ("1abc", "3zzz")
+
+
+# Values of the wrong type, as hand-written TOML and JSON tools produce them: (id, section, TOML line,
+# message fragment). Each is refused before anything runs, naming the field, the value and the type.
+WRONG_TYPES = [
+    ("quoted-integer", "train", 'num_epochs = "2"', "invalid --epochs (num_epochs): '2' (text) in {file} [train]\n"
+                                                    "expected: an integer (write num_epochs = 2, without quotes)"),
+    ("float-for-integer", "train", "batch_size = 4.0", "invalid --batch-size (batch_size): 4.0 (a number) in {file} "
+                                                       "[train]\nexpected: an integer (write batch_size = 4, without"),
+    ("fraction-for-integer", "train", "batch_size = 4.5", "expected: an integer\n"),
+    ("bool-for-integer", "train", "patience = true", "invalid --patience (patience): True (true/false)"),
+    ("text-for-number", "train", 'lr = "fast"',
+     "invalid --lr (lr): 'fast' (text) in {file} [train]\nexpected: a number"),
+    ("number-for-bool", "finetune", "freeze = 1", "invalid --freeze (freeze): 1 (an integer) in {file} [finetune]\n"
+                                                  "expected: true or false"),
+    ("number-for-text", "train", "device = 0", "invalid --device (device): 0 (an integer)"),
+    ("text-in-list", "model", 'widths = [8, "16"]', "invalid --width (widths): [8, '16'] (a list) in {file} [model]\n"
+                                                    "expected: a list of integers"),
+    ("text-for-list", "model", "widths = 8", "expected: a list of integers"),
+    ("grid-text-for-integer", "grid", 'box_size_voxels = "21"', "invalid --box-size (box_size_voxels): '21' (text)"),
+    ("section-not-a-table", None, "train = 3", "{file}: train = 3\nexpected: a table [train]"),
+    ("top-level-name", None, "name = 5", "invalid --name (name): 5 (an integer) in {file}\nexpected: text"),
+]
+
+
+@pytest.mark.parametrize("section,line,message", [c[1:] for c in WRONG_TYPES], ids=[c[0] for c in WRONG_TYPES])
+def test_toml_values_of_the_wrong_type_are_refused_naming_field_value_and_type(tmp_path, section, line, message):
+    path = tmp_path / "run.toml"
+    path.write_text((f"[{section}]\n" if section else "") + line + "\n")
+    with pytest.raises(ConfigError) as error:
+        build_run_config(RunKind.finetune, path, {"finetune": {"data_path": "x.h5"}})
+    assert message.format(file=path) in str(error.value) + "\n"
+
+
+def test_wrong_types_from_the_python_api_and_config_json_are_refused_too():
+    with pytest.raises(ConfigError, match=re.escape("invalid --epochs (num_epochs): '3' (text)")):
+        TrainConfig(num_epochs="3")
+    with pytest.raises(ConfigError, match="invalid --dropout"):
+        config_from_dict({"kind": "finetune", "finetune": {"data_path": "x.h5"}, "model": {"dropout": "0.5"}})
+    assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)  # an integer is a number

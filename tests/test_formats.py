@@ -346,3 +346,152 @@ def test_ligand_atoms_beyond_the_box_are_noted(tmp_path):
     subset = make_pdbbind_subset(tmp_path / "p", ("1a30",))
     report = build_dataset([subset], tmp_path / "x.h5", GridConfig(box_size_voxels=7), split=None)
     assert any("ligand atoms lie outside the box" in note for _, note in report.notes)
+
+
+# --------------------------------------------- faults found in real use, whole kinds (see test_faults.py)
+
+
+def _ligand_forms(tmp_path: Path, complex_id: str = "1a30") -> dict[str, Path]:
+    """One real ligand written in every ligand format, plain and gzip-compressed."""
+    from rdkit import Chem
+
+    require_shared()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    sdf = PDBBIND / complex_id / f"{complex_id}_ligand.sdf"
+    mol = next(iter(Chem.SDMolSupplier(str(sdf), removeHs=False)))
+    texts = {".sdf": sdf.read_text(), ".mol2": (PDBBIND / complex_id / f"{complex_id}_ligand.mol2").read_text(),
+             ".mol": Chem.MolToMolBlock(mol), ".pdb": Chem.MolToPDBBlock(mol)}
+    forms = {}
+    for suffix, text in texts.items():
+        forms[suffix] = write(tmp_path / f"plain{suffix}", text.splitlines())
+        with gzip.open(tmp_path / f"packed{suffix}.gz", "wt") as handle:
+            handle.write(text)
+        forms[suffix + ".gz"] = tmp_path / f"packed{suffix}.gz"
+    return forms
+
+
+@pytest.mark.parametrize("suffix", [".sdf", ".mol2", ".mol", ".pdb"])
+def test_every_ligand_format_reads_the_same_gzip_compressed(tmp_path, suffix):
+    forms = _ligand_forms(tmp_path)
+    plain, packed = read_ligand_atoms([forms[suffix]]), read_ligand_atoms([forms[suffix + ".gz"]])
+    assert packed.atoms.height == plain.atoms.height > 0 and packed.sanitized == plain.sanitized
+    assert np.allclose(plain.atoms.select("x_A", "y_A", "z_A").to_numpy(),
+                       packed.atoms.select("x_A", "y_A", "z_A").to_numpy())
+
+
+def test_a_broken_gzip_ligand_says_so(tmp_path):
+    (tmp_path / "x_ligand.sdf.gz").write_bytes(b"\x1f\x8b\x08\x00broken")
+    with pytest.raises(DataError, match="x_ligand.sdf.gz: not a valid gzip file"):
+        read_ligand_atoms([tmp_path / "x_ligand.sdf.gz"], siblings=False)
+
+
+SIBLINGS = [  # (named file, the sibling present beside it, the file that must be read)
+    ("bad.sdf", "good.mol2", ".mol2"),
+    ("bad.mol2", "good.sdf", ".sdf"),
+    ("bad.sdf", "good.sdf.gz", ".sdf.gz"),
+    ("missing.mol2", "good.sdf", ".sdf"),
+    ("bad.mol2.gz", "good.pdb", ".pdb"),
+]
+
+
+@pytest.mark.parametrize("named,present,used", SIBLINGS, ids=[f"{a}->{b}" for a, b, _ in SIBLINGS])
+def test_unreadable_named_ligand_falls_back_to_its_same_stem_sibling(tmp_path, named, present, used):
+    forms = _ligand_forms(tmp_path / "forms")
+    folder = tmp_path / "c"
+    folder.mkdir()
+    kind, state = named.split(".", 1)[1], named.split(".")[0]
+    if state == "bad":
+        (folder / f"x_ligand.{kind}").write_bytes(b"\x1f\x8b\x08\x00junk" if kind.endswith("gz") else b"junk\n")
+    shutil.copy(forms["." + present.split(".", 1)[1]], folder / f"x_ligand.{present.split('.', 1)[1]}")
+    read = read_ligand_atoms([folder / f"x_ligand.{kind}"])
+    assert read.path.name == f"x_ligand{used}" and read.atoms.height == read_ligand_atoms([forms[".sdf"]]).atoms.height
+    assert read.failures and read.failures[0].startswith(f"x_ligand.{kind}: ")
+    with pytest.raises(DataError, match=f"x_ligand.{kind}"):
+        read_ligand_atoms([folder / f"x_ligand.{kind}"], siblings=False)
+
+
+# Manifest cells as people write them: each row must read 1a30 (its files are copied beside the CSV).
+CELLS = [
+    ("plain", ",", "1a30,1a30_protein.pdb.gz,1a30_ligand.sdf,Ki=50uM", "utf-8"),
+    ("spaces-and-tabs", ",", " 1a30 ,\t1a30_protein.pdb.gz , 1a30_ligand.sdf\t, Ki=50uM ", "utf-8"),
+    ("quoted-cells", ",", '"1a30"," 1a30_protein.pdb.gz","1a30_ligand.sdf ","Ki=50uM"', "utf-8"),
+    ("backslashes", ",", "1a30,sub\\1a30_protein.pdb.gz,sub\\1a30_ligand.sdf,Ki=50uM", "utf-8"),
+    ("windows-absolute", ",", "1a30,C:\\Users\\me\\1a30_protein.pdb.gz,C:\\Users\\me\\1a30_ligand.sdf,Ki=50uM",
+     "utf-8"),
+    ("other-case", ",", "1a30,1A30_PROTEIN.PDB.GZ,1A30_Ligand.SDF,Ki=50uM", "utf-8"),
+    ("semicolons", ";", "1a30;1a30_protein.pdb.gz;1a30_ligand.sdf;Ki=50uM", "utf-8"),
+    ("byte-order-mark", ",", "1a30,1a30_protein.pdb.gz,1a30_ligand.sdf,Ki=50uM", "utf-8-sig"),
+    ("windows-1252", ",", "1a30,1a30_protein.pdb.gz,1a30_ligand.sdf,Ki=50µM", "cp1252"),
+    ("file-url", ",", "1a30,file://{folder}/1a30_protein.pdb.gz,1a30_ligand.sdf,Ki=50uM", "utf-8"),
+]
+
+
+@pytest.mark.parametrize("separator,row,encoding", [c[1:] for c in CELLS], ids=[c[0] for c in CELLS])
+def test_manifest_cells_as_people_write_them(tmp_path, separator, row, encoding):
+    require_shared()
+    for folder in (tmp_path, tmp_path / "sub"):
+        folder.mkdir(exist_ok=True)
+        for name in ("1a30_protein.pdb.gz", "1a30_ligand.sdf"):
+            shutil.copy(PDBBIND / "1a30" / name, folder / name)
+    header = separator.join([" ID", "Protein ", "ligand", "Affinity"])
+    (tmp_path / "m.csv").write_bytes(f"{header}\r\n{row.format(folder=tmp_path)}\r\n".encode(encoding))
+    items = list(csv_manifest.iter_records((tmp_path / "m.csv",), GridConfig()))
+    (record,) = [i for i in items if isinstance(i, ComplexRecord)]
+    assert record.complex_id == "1a30" and record.affinity_pk == pytest.approx(-math.log10(50e-6))
+    assert record.ligand.height == read_ligand_atoms([PDBBIND / "1a30" / "1a30_ligand.sdf"]).atoms.height
+
+
+def test_unresolvable_manifest_path_is_reported_as_written(tmp_path):
+    write(tmp_path / "m.csv", ["id,protein,ligand,affinity", "x,\tno such.pdb ,x.sdf,Kd=1nM"])
+    (skip,) = [i for i in csv_manifest.iter_records((tmp_path / "m.csv",), GridConfig()) if isinstance(i, Skipped)]
+    assert skip.stage == "read" and skip.reason == (f"protein file '\\tno such.pdb ' not found "
+                                                    f"(looked for {tmp_path / 'no such.pdb'})")
+
+
+def test_a_receptor_that_holds_its_ligand_loses_only_the_copy():
+    from lba_cli.data.atoms import drop_ligand_copy, make_atom_table
+
+    ligand = make_atom_table(np.array([[0, 0, 0], [1.5, 0, 0], [3.0, 0, 0]]), np.array([6, 8, 17]), False)
+    protein = make_atom_table(np.array([[0.2, 0.1, 0], [1.5, 0.3, 0.2], [3.0, 0, 0], [5, 0, 0], [0, 3.5, 0]]),
+                              np.array([6, 8, 6, 7, 6]), True)
+    kept, dropped = drop_ligand_copy(protein, ligand)
+    # C and O within 0.5 Å of a ligand C and O are the copy; a C on top of the ligand's Cl is not
+    assert dropped == 2 and kept["atomic_number"].to_list() == [6, 7, 6]
+    assert drop_ligand_copy(protein, ligand, tolerance_A=0.1)[1] == 0
+
+
+def test_a_real_complex_file_with_its_ligand_is_stored_like_pocket_and_ligand(tmp_path):
+    """Any source: a PDBbind folder whose protein file also holds the ligand (HETATM)."""
+    require_shared()
+    from rdkit import Chem
+
+    subset = make_pdbbind_subset(tmp_path / "p", ("1a30",))
+    (subset / "1a30").unlink()
+    shutil.copytree(PDBBIND / "1a30", subset / "1a30")
+    mol = next(iter(Chem.SDMolSupplier(str(PDBBIND / "1a30" / "1a30_ligand.sdf"))))
+    lines = [l for l in protein_lines() if not l.startswith(("END", "MASTER", "CONECT"))]
+    lines += [l for l in Chem.MolToPDBBlock(mol).splitlines() if l.startswith("HETATM")] + ["END"]
+    with gzip.open(subset / "1a30" / "1a30_protein.pdb.gz", "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    build_dataset([make_pdbbind_subset(tmp_path / "q", ("1a30",))], tmp_path / "a.h5", GridConfig())
+    holding = build_dataset([subset], tmp_path / "b.h5", GridConfig())
+    assert [note for _, note in holding.notes if "coincide" in note] == [
+        "26 atoms of the receptor file coincide with ligand atoms (same element within 0.5 Å): dropped as the "
+        "ligand's copy"]
+    a, b = read_grid_set(tmp_path / "a.h5"), read_grid_set(tmp_path / "b.h5")  # the same atoms, the same flags
+    assert np.array_equal(np.sort(a.xyz_A, axis=0), np.sort(b.xyz_A, axis=0))
+    assert a.is_protein.sum() == b.is_protein.sum()
+
+
+def test_when_every_complex_is_skipped_at_the_box_check_the_report_is_written(tmp_path):
+    require_shared()
+    lines = (PDBBIND / "1bcu" / "1bcu_ligand.sdf").read_text().splitlines()
+    n_atoms = int(lines[3][:3])
+    write(tmp_path / "far.sdf", lines[:4] + [f"{float(l[:10]) + 100:10.4f}" + l[10:] for l in lines[4:4 + n_atoms]]
+          + lines[4 + n_atoms:])
+    write(tmp_path / "m.csv", ["id,protein,ligand,affinity_pk", f"far,{PDBBIND}/1bcu/1bcu_protein.pdb.gz,far.sdf,3.3"])
+    with pytest.raises(DataError, match="no complex could be used") as error:
+        build_dataset([tmp_path / "m.csv"], tmp_path / "m.h5", GridConfig(), report=tmp_path / "skipped.csv")
+    assert "far (box)" in str(error.value) and str(tmp_path / "skipped.csv") in str(error.value)
+    assert (tmp_path / "skipped.csv").read_text().splitlines()[1].startswith(f"far,{tmp_path / 'm.csv'}:2,box,")
+    assert not (tmp_path / "m.h5").exists()

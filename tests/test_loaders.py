@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from lba_cli.loaders import epoch_order, make_loader
+from lba_cli.loaders import batch_bounds, epoch_order, make_loader
 
 
 class _Items(torch.utils.data.Dataset):
@@ -45,3 +46,38 @@ def test_loader_keeps_the_last_partial_batch_and_skips_seen_batches():
     assert resumed == full[1:] and items.epochs == [2, 2]
     padded = next(iter(make_loader(items, 4, shuffle=False, seed=0, epoch=0, num_workers=0)))
     assert padded["xyz_A"].shape == (4, 3, 3) and padded["channel"][0, 1:].tolist() == [-1, -1]  # -1 marks padding
+
+
+BOUNDS = [  # (items, batch size, merge a lone last example, batch sizes)
+    (9, 8, True, [9]), (9, 8, False, [8, 1]), (17, 8, True, [8, 9]), (16, 8, True, [8, 8]), (1, 8, True, [1]),
+    (10, 3, True, [3, 3, 4]), (3, 1, True, [1, 1, 1]), (0, 4, True, []),
+]
+
+
+@pytest.mark.parametrize("items,size,merge,sizes", BOUNDS, ids=[f"{a}/{b}{'-merge' if m else ''}" for a, b, m, _ in
+                                                               BOUNDS])
+def test_a_lone_last_training_example_joins_the_batch_before(items, size, merge, sizes):
+    bounds = batch_bounds(items, size, merge_single_last=merge)
+    assert [stop - start for start, stop in bounds] == sizes
+    assert [b[0] for b in bounds[1:]] == [b[1] for b in bounds[:-1]]  # contiguous, nothing lost
+
+
+def test_merged_loader_sees_every_example_once_and_resumes_exactly():
+    items = _Items(9)
+    full = [b["index"].tolist() for b in make_loader(items, 4, shuffle=True, seed=0, epoch=1, num_workers=0,
+                                                      merge_single_last=True)]
+    assert [len(b) for b in full] == [4, 5] and sorted(sum(full, [])) == list(range(9))
+    resumed = [b["index"].tolist() for b in make_loader(items, 4, shuffle=True, seed=0, epoch=1, num_workers=0,
+                                                         merge_single_last=True, skip_batches=1)]
+    assert resumed == full[1:]
+
+
+def test_batchnorm_sees_one_value_per_channel_only_on_a_small_grid():
+    from lba_cli.config import ModelConfig
+    from lba_cli.models import create_encoder
+    from lba_cli.train import smallest_batchnorm_values
+
+    encoder = create_encoder(ModelConfig(), 7)
+    assert smallest_batchnorm_values(encoder, (7, 10, 10, 10)) == 1  # ends at 1x1x1: a batch of one fails in training
+    assert smallest_batchnorm_values(encoder, (7, 21, 21, 21)) > 1
+    assert encoder.training  # the dry run leaves the mode as it was

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import PDBBIND, TINY_MODEL, require_shared
+from conftest import PDBBIND, TINY_MODEL, require_fault, require_shared
 from typer.testing import CliRunner
 
 from lba_cli.cli import app
@@ -184,6 +184,25 @@ def test_skipped_complexes_are_reported(tmp_path, replicates, manifest):
     assert "skipped ghost (read)" in result.output and "1 skipped" in result.stdout
     assert pl.read_csv(report)["id"].to_list() == ["ghost"]
     assert pl.read_csv(tmp_path / "p.csv").height == 3
+
+
+def test_predict_reads_damaged_inputs_as_voxelize_does(tmp_path, replicates):
+    """The readers' fault handling reaches predict: a receptor that holds its ligand loses the
+    copy (folder 05), and a source with nothing readable still writes --report (folder 01)."""
+    runs, _ = replicates
+    holds = require_fault("05-receptor-holds-ligand")
+    result = invoke("predict", "rep-s0", holds / "manifest.csv", "-o", tmp_path / "p.csv", "--runs-dir", runs,
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "22 atoms of the receptor file coincide with ligand atoms" in " ".join(result.output.split())
+    assert pl.read_csv(tmp_path / "p.csv")["id"].to_list() == ["3u5j", "4m0y"]
+    nothing = require_fault("01-nothing-readable-still-reports")
+    report = tmp_path / "skipped.csv"
+    result = invoke("predict", "rep-s0", nothing / "manifest.csv", "--report", report, "--runs-dir", runs, "--quiet")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "no complex could be read" in result.output
+    skipped = pl.read_csv(report)
+    assert skipped["id"].to_list() == ["4jsz"] and "no protein atoms" in skipped["reason"][0]
 
 
 ERROR_CASES = [

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lba_cli.errors import RunNotFoundError
+from lba_cli.errors import RunNotFoundError, StoreError
 from lba_cli.runs import INDEX_NAME, MIGRATIONS, RunStore, index
 
 EXPECTED_COLUMNS = ["id", "kind", "name", "status", "created_at", "started_at", "finished_at", "heartbeat_at",
-                    "parent_id", "config_json", "best_epoch", "metrics_json", "host", "pid"]
+                    "parent_id", "config_json", "best_epoch", "metrics_json", "host", "pid", "problem"]
 
 
 def _config(kind="finetune", **extra):
@@ -227,3 +227,60 @@ def test_a_failing_migration_leaves_no_trace(tmp_path, monkeypatch):
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half_done" not in tables and "runs" in tables
     assert "m999_broken" not in {row[0] for row in db.execute("SELECT name FROM _migrations")}
+
+
+# Run files that are not what they claim: (id, damage done to the run's folder, what the problem names).
+DAMAGE = [
+    ("empty-status", lambda p: (p / "status.json").write_bytes(b""), "status.json is empty (0 bytes)"),
+    ("blank-status", lambda p: (p / "status.json").write_text("  \n"), "status.json is empty (3 bytes)"),
+    ("truncated-config", lambda p: (p / "config.json").write_text('{"kind": "fine'),
+     "config.json is not valid JSON (Unterminated string starting at; line 1, column 10)"),
+    ("config-missing", lambda p: (p / "config.json").unlink(), "config.json is missing"),
+    ("status-a-list", lambda p: (p / "status.json").write_text("[1, 2]"),
+     "status.json is not a JSON object but a list"),
+    ("config-without-kind", lambda p: (p / "config.json").write_text("{}"), "config.json has no run kind"),
+    ("status-not-utf8", lambda p: (p / "status.json").write_bytes(b"\xff\xfe{"), "cannot read"),
+]
+
+
+@pytest.mark.parametrize("damage,problem", [c[1:] for c in DAMAGE], ids=[c[0] for c in DAMAGE])
+@pytest.mark.parametrize("index_kept", [False, True], ids=["index-deleted", "index-kept"])
+def test_damaged_runs_are_named_and_healthy_runs_still_listed(tmp_path, damage, problem, index_kept):
+    from lba_cli.compare import collect_runs
+
+    store = RunStore(tmp_path)
+    alpha = store.create_run(_config(name="alpha"))
+    beta = store.create_run(_config(name="beta"))
+    damage(beta.path)
+    if not index_kept:
+        for path in tmp_path.glob(f"{INDEX_NAME}*"):
+            path.unlink()
+        rows = {row["id"]: row for row in store.index_rows()}
+        assert rows[alpha.id]["status"] == "created" and rows[alpha.id]["problem"] is None
+        assert rows[beta.id]["status"] == "damaged" and problem in rows[beta.id]["problem"]
+        assert str(beta.path) in rows[beta.id]["problem"]
+    assert beta.problem() is not None and problem in beta.problem()
+    resolved = store.resolve(beta.id)
+    with pytest.raises(StoreError, match="json"):  # reading it names the file
+        resolved.config, resolved.status  # noqa: B018
+    runs, skipped = collect_runs(store, [str(p) for p in sorted(tmp_path.iterdir())])
+    assert [r.id for r in runs] == [alpha.id]
+    assert [ref for ref, _ in skipped] == [str(beta.path)] and problem in skipped[0][1]
+
+
+def test_reindex_sets_a_repaired_run_right(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create_run(_config(name="beta"))
+    good = (run.path / "status.json").read_bytes()
+    (run.path / "status.json").write_bytes(b"")
+    assert store.reindex() == 1 and store.index_rows()[0]["status"] == "damaged"
+    (run.path / "status.json").write_bytes(good)
+    assert store.reindex() == 1 and store.index_rows()[0]["status"] == "created"
+
+
+def test_a_runs_directory_that_is_a_file_is_said(tmp_path):
+    (tmp_path / "runs").write_text("oops")
+    store = RunStore(tmp_path / "runs")
+    for call in (store.index_rows, store.reindex, lambda: store.resolve("x"), lambda: store.create_run(_config())):
+        with pytest.raises(StoreError, match="is not a folder"):
+            call()

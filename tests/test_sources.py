@@ -13,7 +13,7 @@ from lba_cli.config import GridConfig
 from lba_cli.data.build import build_dataset
 from lba_cli.data.grids_h5 import open_grids, read_grid_set
 from lba_cli.data.records import Skipped, SourceNote
-from lba_cli.data.sources import atom3d, pdbbind
+from lba_cli.data.sources import atom3d, folders_csv, pdbbind
 from lba_cli.data.sources.atom3d import find_atom3d_lmdbs
 from lba_cli.errors import DataError
 
@@ -132,7 +132,7 @@ def _manifest(tmp_path, header: str, label: str | None) -> Path:
 
 
 LABEL_CASES = [  # (name, manifest header, label cell, skip reason when labels are required, note when optional)
-    ("blank cell", "id,protein,ligand,affinity", "", "no affinity_pk or affinity value", None),
+    ("blank cell", "id,protein,ligand,affinity", "", "no value in measurement column", None),
     ("unreadable", "id,protein,ligand,affinity", "Kd=lots", "unreadable label", "read without a measured pK"),
     ("not finite", "id,protein,ligand,affinity_pk", "nan", "not a finite number", "read without a measured pK"),
 ]
@@ -176,3 +176,102 @@ def test_pdbbind_folder_without_index_entry_is_predicted_not_trained_on(tmp_path
                                                                SourceOptions(require_labels=False))}
     assert isinstance(predicted["1e66"], ComplexRecord) and predicted["1e66"].affinity_pk is None
     assert predicted["1a30"].affinity_pk == trained["1a30"].affinity_pk
+
+
+# ----------------------------------------------- folders of <id>/ subfolders with a label table
+
+
+def _label_folder(root, ids=("1a30", "1bcu"), table=None, name="labels.csv"):
+    """<root>/<id>/ with the demo set's pocket and ligand files (small: fast) and a label table."""
+    require_shared()
+    root.mkdir(parents=True, exist_ok=True)
+    for complex_id in ids:
+        (root / complex_id).mkdir()
+        for part in ("pocket.pdb", "ligand.sdf"):
+            (root / complex_id / f"{complex_id}_{part}").symlink_to(PDBBIND / complex_id / f"{complex_id}_{part}")
+    if table is not None:
+        (root / name).write_text(table)
+    return root
+
+
+# Label tables as re-releases and users write them: (header + rows, pK of 1a30, of 1bcu).
+LABEL_TABLES = [
+    ("pdb_id,pK", "pdb_id,pK\n1a30,4.3\n1bcu,3.28\n", 4.3, 3.28),
+    ("PDB;-logKd/Ki", "PDB;-logKd/Ki\n1A30;4.3\n1BCU;3.28\n", 4.3, 3.28),
+    ("id,pKd", "id,pKd\n1a30,4.3\n1bcu,3.28\n", 4.3, 3.28),
+    ("code,affinity-strings", "code,affinity\n1a30,Ki=50uM\n1bcu,Kd=0.53mM\n", 4.30103, 3.27572),
+    ("pdbid,affinity-range", "pdbid,affinity\n1a30,Ki=40-62.5uM\n1bcu,Kd=0.53mM\n", (4.39794 + 4.20412) / 2, 3.27572),
+    ("Complex ID,Kd_nM", "Complex ID,Kd_nM\n1a30,50000\n1bcu,530000\n", 4.30103, 3.27572),
+    ("id,Ki-with-units", "id,Ki\n1a30,50uM\n1bcu,<0.53mM\n", 4.30103, 3.27572),
+    ("tab-separated", "pdb_id\tneglog_aff\n1a30\t4.3\n1bcu\t3.28\n", 4.3, 3.28),
+]
+
+
+@pytest.mark.parametrize("table,pk_1a30,pk_1bcu", [c[1:] for c in LABEL_TABLES], ids=[c[0] for c in LABEL_TABLES])
+def test_folders_with_a_label_table_are_detected_and_read(tmp_path, table, pk_1a30, pk_1bcu):
+    from lba_cli.choices import SourceFormat
+    from lba_cli.data.sources import resolve_sources
+
+    root = _label_folder(tmp_path / "c", table=table)
+    assert resolve_sources([root], SourceFormat.auto) == [((root,), SourceFormat.folders_csv)]
+    items = list(folders_csv.iter_records((root,), GridConfig()))
+    records = {i.complex_id: i.affinity_pk for i in items if not isinstance(i, (Skipped, SourceNote))}
+    assert records == pytest.approx({"1a30": pk_1a30, "1bcu": pk_1bcu}, abs=1e-4)
+
+
+def test_label_table_named_with_labels_and_its_problems(tmp_path):
+    from lba_cli.choices import SourceFormat
+    from lba_cli.data.records import SourceOptions
+    from lba_cli.data.sources import resolve_sources
+
+    root = _label_folder(tmp_path / "c", ids=("1a30", "1bcu", "1bzc"))
+    elsewhere = tmp_path / "mine.csv"
+    elsewhere.write_text("id,pK\n1a30,4.3\n1bcu,abc\n1e66,9.0\n")
+    with pytest.raises(DataError, match="cannot tell what"):  # no table in the folder: not detected
+        resolve_sources([root], SourceFormat.auto)
+    options = SourceOptions(labels=elsewhere)
+    assert resolve_sources([root], SourceFormat.auto, options) == [((root,), SourceFormat.folders_csv)]
+    items = list(folders_csv.iter_records((root,), GridConfig(), options))
+    skipped = {i.complex_id: (i.stage, i.reason) for i in items if isinstance(i, Skipped)}
+    notes = [i.text for i in items if isinstance(i, SourceNote)]
+    assert skipped == {"1bcu": ("label", "unreadable label in mine.csv row 3: pK column 'pK': 'abc' is not a number\n"
+                                         "expected: pK = -log10(K / M), e.g. 6.5"),
+                       "1bzc": ("label", "no row in mine.csv")}
+    assert any("1 ids of mine.csv have no complex folder" in n and "1e66" in n for n in notes)
+    (root / "a.csv").write_text("id,pK\n1a30,4\n")
+    (root / "b.csv").write_text("pdb,pKd\n1a30,4\n")
+    with pytest.raises(DataError, match="several label tables"):
+        list(folders_csv.iter_records((root,), GridConfig()))
+
+
+def test_a_pdbbind_index_still_wins_without_labels(tmp_path):
+    from lba_cli.choices import SourceFormat
+    from lba_cli.data.records import SourceOptions
+    from lba_cli.data.sources import resolve_sources
+
+    subset = make_pdbbind_subset(tmp_path / "p", ("1a30",))
+    (subset / "labels.csv").write_text("id,pK\n1a30,9.99\n")
+    assert resolve_sources([subset], SourceFormat.auto)[0][1] is SourceFormat.pdbbind
+    named = SourceOptions(labels=subset / "labels.csv")
+    assert resolve_sources([subset], SourceFormat.auto, named)[0][1] is SourceFormat.folders_csv
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,protein,ligand,affinity_pk\n")
+    with pytest.raises(DataError, match="--labels"):
+        resolve_sources([manifest], SourceFormat.auto, named)
+
+
+def test_folders_without_a_readable_label_are_predicted_not_trained_on(tmp_path):
+    from lba_cli.data.records import ComplexRecord, SourceOptions
+
+    root = _label_folder(tmp_path / "c", ids=("1a30", "1bcu", "1bzc"), table="id,pK\n1a30,4.3\n1bcu,abc\n")
+    trained = {i.complex_id: i for i in folders_csv.iter_records((root,), GridConfig())
+               if not isinstance(i, SourceNote)}
+    assert isinstance(trained["1bcu"], Skipped) and isinstance(trained["1bzc"], Skipped)
+    predicted = {i.complex_id: i for i in folders_csv.iter_records((root,), GridConfig(),
+                                                                   SourceOptions(require_labels=False))
+                 if not isinstance(i, SourceNote)}
+    assert all(isinstance(i, ComplexRecord) for i in predicted.values()) and len(predicted) == 3
+    assert predicted["1a30"].affinity_pk == pytest.approx(4.3)
+    assert predicted["1bcu"].affinity_pk is None and any("read without a measured pK" in n
+                                                         for n in predicted["1bcu"].notes)
+    assert predicted["1bzc"].affinity_pk is None and not any("measured pK" in n for n in predicted["1bzc"].notes)

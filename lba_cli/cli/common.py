@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lba_cli.errors import LbaError
@@ -47,8 +48,8 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except LbaError as error:
-            stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+        except LbaError as error:  # the message is text, not markup: "[train]" must stay
+            stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             stderr.print("[yellow]interrupted[/]")
@@ -114,17 +115,18 @@ def reading_status(quiet: bool) -> Iterator[Callable[[str], None]]:
             nonlocal count
             count += 1
             if status is not None:
-                status.update(f"reading complexes: {count} ({complex_id})")
+                status.update(f"reading complexes: {count} ({escape(complex_id)})")
 
         yield seen
 
 
 def print_reading_report(messages: list[str], notes: list[tuple[str, str]], skipped: list[Any]) -> None:
     """What reading sources found, on stderr: messages, per-complex notes and each skipped
-    complex with its stage and reason."""
+    complex with its stage and reason (as text: a path or id with "[...]" is printed whole)."""
     for message in messages:
-        stderr.print(f"[cyan]note:[/] {message}", highlight=False)
+        stderr.print(f"[cyan]note:[/] {escape(message)}", highlight=False)
     for complex_id, note in notes:
-        stderr.print(f"[dim]{complex_id}: {note}[/]", highlight=False)
+        stderr.print(f"[dim]{escape(complex_id)}: {escape(note)}[/]", highlight=False)
     for item in skipped:
-        stderr.print(f"[yellow]skipped[/] {item.complex_id} ({item.stage}): {item.reason}", highlight=False)
+        stderr.print(f"[yellow]skipped[/] {escape(item.complex_id)} ({item.stage}): {escape(item.reason)}",
+                     highlight=False)

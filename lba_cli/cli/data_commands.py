@@ -18,8 +18,9 @@ Grid = ConfigOptions()  # voxelize builds a GridConfig only
 @friendly_errors
 def voxelize(
     sources: Annotated[list[Path],
-                       typer.Argument(help="ATOM3D LBA folders, PDBbind folders, CSV manifests, or PROTEIN "
-                                           "LIGANDS.sdf (a series).", show_default=False)],
+                       typer.Argument(help="ATOM3D LBA folders, PDBbind folders, folders of <id>/ subfolders "
+                                           "with a label table, CSV manifests, or PROTEIN LIGANDS.sdf (a series).",
+                                      show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="HDF5 file to write.", dir_okay=False,
                                          rich_help_panel="Data")],
     fmt: Annotated[SourceFormat, typer.Option("--format", help="Layout of the sources.",
@@ -44,25 +45,37 @@ def voxelize(
     label_unit: Annotated[LabelUnit, typer.Option("--label-unit",
                                                   help="Unit of --label-field (kcal/mol and kJ/mol: ΔG at 298.15 K).",
                                                       rich_help_panel="Data")] = LabelUnit.pk,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV.",
+    labels: Annotated[Optional[Path], typer.Option("--labels",
+                                                   help="Label table of a folder of <id>/ subfolders (an id column "
+                                                        "and a pK or Kd/Ki column; default: the one CSV in the "
+                                                        "folder).", exists=True, dir_okay=False,
+                                                   rich_help_panel="Data", show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV (also when "
+                                                                    "none could be read).",
                                                    dir_okay=False, rich_help_panel="Data")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Read complexes, voxelize them and write one HDF5 file.
 
+    Affinities become pK = -log10(K / M): Kd, Ki, IC50 or EC50, fM..M,
+    with =, <, >, <=, >= or ~ (kept beside the pK).
+    A range K=a-b or K=a..(n)..b: its geometric mean, pK = (pK(a) + pK(b)) / 2.
+    Several measurements joined by ':': one kind is kept, Kd over Ki over IC50
+    over EC50, and several values of that kind are averaged in pK.
+    Each complex read this way carries a note that says so.
+
     Example: [bold]lba voxelize ../shared/data/atom3d_lba_demo/split-by-protein -o demo.h5[/]
-    (or: lba voxelize protein.pdb series.sdf --format sdf-series --label-field dG --label-unit kcal/mol -o series.h5)
+    (or: lba voxelize protein.pdb series.sdf --format sdf-series --label-field dG --label-unit kcal/mol -o series.h5;
+    lba voxelize complexes/ --labels complexes/labels.csv -o mine.h5)
     """
     from lba_cli.config import GridConfig
-    from lba_cli.data.build import build_dataset, write_skip_report
+    from lba_cli.data.build import build_dataset
 
     grid = GridConfig(**config_overrides(voxelize, locals()).get("grid", {}))
     with reading_status(quiet) as seen:
         result = build_dataset(sources, output, grid, fmt=fmt, split=split, seed=seed or 0, on_complex=seen,
-                               label_field=label_field, label_unit=label_unit)
+                               label_field=label_field, label_unit=label_unit, labels=labels, report=report)
     print_reading_report(result.messages, result.notes, result.skipped)
-    if report is not None:
-        write_skip_report(report, result.skipped)
     counts = ", ".join(f"{split} {n}" for split, n in result.counts.items())
     stdout.print(f"wrote {result.output}: {result.num_written} complexes ({counts}; split {result.split_kind}); "
                  f"{len(result.skipped)} skipped; {len(result.notes)} read with notes", highlight=False)

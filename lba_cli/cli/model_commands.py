@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lba_cli.choices import LabelUnit, SourceFormat
 from lba_cli.cli.common import (
@@ -32,8 +33,9 @@ class Checkpoint(str, Enum):
 def predict(
     models_and_sources: Annotated[list[str], typer.Argument(
         help="Models first (fine-tuning runs: id, prefix, name or directory; folders written by lba export), then "
-             "the complexes as lba voxelize takes them: ATOM3D or PDBbind folders, CSV manifests (affinity "
-             "optional), or PROTEIN LIGANDS.sdf.", metavar="RUN... SOURCES...", show_default=False)],
+             "the complexes as lba voxelize takes them: ATOM3D or PDBbind folders, folders of <id>/ subfolders, "
+             "CSV manifests (affinity optional), or PROTEIN LIGANDS.sdf.", metavar="RUN... SOURCES...",
+        show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Predictions file, .csv or .json (default: a table on stdout).", dir_okay=False,
         show_default=False)] = None,
@@ -54,7 +56,12 @@ def predict(
     sdf: Annotated[Optional[Path], typer.Option(
         "--sdf", help="For a series: its SDF again with lba_predicted_pk, lba_predicted_pk_std and lba_n_models on "
                       "every record (default: beside -o, with .sdf).", dir_okay=False, show_default=False)] = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV.",
+    labels: Annotated[Optional[Path], typer.Option(
+        "--labels", help="Label table of a folder of <id>/ subfolders (measured affinities, optional; default: the one "
+                         "CSV in the folder).", exists=True, dir_okay=False, rich_help_panel="Data",
+        show_default=False)] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write skipped complexes to this CSV (also when "
+                                                                    "none could be read).",
                                                    dir_okay=False, show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Complexes per forward pass.", min=1)] = 32,
     device: Finetune("--device") = None,
@@ -69,7 +76,6 @@ def predict(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from lba_cli.data.build import write_skip_report
     from lba_cli.predict import (
         predict_complexes,
         resolve_predictors,
@@ -95,14 +101,13 @@ def predict(
             progress.update(task, total=total, visible=True)
 
         result = predict_complexes(
-            predictors, sources, fmt=fmt, label_field=label_field, label_unit=label_unit, num_rotations=tta,
+            predictors, sources, fmt=fmt, label_field=label_field, label_unit=label_unit, labels=labels,
+            report=report, num_rotations=tta,
             seed=seed, device=device or "auto", batch_size=batch_size, on_start=started,
             on_complex=lambda complex_id: progress.update(reading, advance=1,
-                                                          description=f"reading complexes ({complex_id})"),
+                                                          description=f"reading complexes ({escape(complex_id)})"),
             on_batch=lambda done: progress.advance(task, done))
     print_reading_report(result.messages, result.notes, result.skipped)
-    if report is not None:
-        write_skip_report(report, result.skipped)
     if output is not None:
         write_predictions_table(result.frame, output)
     else:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lba_cli.choices import HEADLINE_METRICS, EvaluationSplit, RunKind, SplitName
 from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
@@ -32,7 +33,7 @@ class XAxis(str, Enum):
 
 def _report_skipped(skipped: list[tuple[str, str]]) -> None:
     for ref, reason in skipped:
-        stderr.print(f"[dim]skipped {ref}: {reason}[/]", highlight=False)
+        stderr.print(f"[yellow]skipped[/] {escape(ref)}: {escape(reason)}", highlight=False)
 
 
 @friendly_errors
@@ -55,13 +56,16 @@ def evaluate(
     import polars as pl
 
     from lba_cli.compare import collect_runs, labels_for
+    from lba_cli.errors import RunNotFoundError
     from lba_cli.evaluate import evaluate_baselines, evaluate_run
     from lba_cli.metrics import MIN_CORRELATION_SIZE
 
     store = store_from(runs_dir)
     found, skipped = collect_runs(store, runs)
     _report_skipped(skipped)
-    labels, _ = labels_for(found, store) if found else ([], "")
+    if not found:
+        raise RunNotFoundError("no runs to evaluate" + (f" ({len(skipped)} skipped, see above)" if skipped else ""))
+    labels, _ = labels_for(found, store)
     results, scored = [], {}
     for run, label in zip(found, labels):
         if run.status["status"] != "completed":
@@ -76,7 +80,7 @@ def evaluate(
         results.append((label, result))
         own = Path(run.config["finetune"]["data_path"]).resolve()
         # the baselines are fitted on the training split the run learnt from, and scored on the same complexes
-        scored.setdefault(((data or own).resolve(), result.split, own), None)
+        scored.setdefault((result.data_path.resolve(), result.split, own), None)
     for path, split_name, train_path in scored:
         results.extend((result.run_id, result) for result in evaluate_baselines(path, split_name,
                                                                                 train_path=train_path))

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lba_cli.choices import RunKind, RunStatus
 from lba_cli.cli.common import (
@@ -50,12 +51,22 @@ def list_runs(
     found = store_from(runs_dir).index_rows(kind=kind.value if kind else None, name_contains=name, tags=tag or (),
                                             status=status.value if status else None)
     for row in found:
-        metrics = json.loads(row["metrics_json"])
+        metrics = json.loads(row["metrics_json"] or "{}")
         rows.append({"id": row["id"], "kind": row["kind"], "name": row["name"] or "", "status": row["status"],
                      "created_at": row["created_at"], "best_epoch": row["best_epoch"], "parent": row["parent_id"] or "",
                      "tags": " ".join(row["tags"]),
                      "val/loss": metrics.get("val/loss"), "test/rmse": metrics.get("test/rmse")})
     render_frame(pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"id": []}), fmt, title="runs")
+    _warn_damaged(found)
+
+
+def _warn_damaged(rows: list[dict]) -> None:
+    """Name each damaged run and what is wrong with it (stderr)."""
+    for row in rows:
+        if row.get("problem"):
+            name = f" ({row['name']})" if row.get("name") else ""
+            stderr.print(f"[yellow]warning:[/] run {row['id']}{escape(name)} is damaged: {escape(row['problem'])}; "
+                         "repair or remove it, then `lba runs reindex`", highlight=False, soft_wrap=True)
 
 
 @runs_app.command("show")
@@ -145,5 +156,8 @@ def reindex(runs_dir: RunsDir = None) -> None:
 
     Example: [bold]lba runs reindex --runs-dir runs[/]
     """
-    count = store_from(runs_dir).reindex()
-    stdout.print(f"indexed {count} runs", highlight=False)
+    store = store_from(runs_dir)
+    count = store.reindex()
+    damaged = store.index_rows(status="damaged")
+    stdout.print(f"indexed {count} runs" + (f" ({len(damaged)} damaged)" if damaged else ""), highlight=False)
+    _warn_damaged(damaged)

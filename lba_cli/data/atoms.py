@@ -13,6 +13,7 @@ most occupied one is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,11 @@ __all__ = [
     "read_ligand_atoms",
     "read_complex_files",
     "mol_atoms",
+    "ligand_siblings",
+    "read_text",
+    "ligand_notes",
+    "drop_ligand_copy",
+    "LIGAND_SUFFIXES",
     "STRUCTURE_SUFFIXES",
     "is_structure_file",
 ]
@@ -108,6 +114,26 @@ def _pdbqt_as_pdb(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_gzip(path: Path) -> None:
+    """Read a gzip file through to its end, where the length and CRC are checked: a file cut
+    off at a line boundary would otherwise read as a structure with atoms missing.
+
+    Raises:
+        DataError: naming the file when it is not gzip or is truncated or damaged.
+    """
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as handle:
+            while handle.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as error:
+        reason = "truncated" if isinstance(error, EOFError) else (
+            "not gzip-compressed" if "Not a gzipped file" in str(error) else "damaged")
+        raise DataError(f"cannot read structure {path}: the gzip file is {reason} ({error})") from None
+
+
 def read_structure(path: Path):
     """Read a PDB, mmCIF or PDBQT file (gzip or not) with gemmi.
 
@@ -115,7 +141,8 @@ def read_structure(path: Path):
         A ``gemmi.Structure``.
 
     Raises:
-        DataError: if the file is missing or gemmi cannot read it.
+        DataError: if the file is missing, a gzip file is truncated or damaged, or gemmi
+            cannot read it.
     """
     import gzip
 
@@ -123,6 +150,8 @@ def read_structure(path: Path):
 
     path = Path(path)
     name = path.name.lower()
+    if name.endswith(".gz"):
+        _check_gzip(path)
     try:
         if name.endswith((".pdbqt", ".pdbqt.gz")):
             opener = gzip.open if name.endswith(".gz") else open
@@ -225,29 +254,73 @@ class LigandRead:
         sanitized: False when RDKit could read it only without sanitisation (or it was read
             by gemmi, without bonds).
         smiles: canonical SMILES (RDKit) when the ligand was sanitised, else None.
+        failures: ``"<file>: <reason>"`` for each file tried before ``path`` (named files
+            that were missing or unreadable).
     """
 
     atoms: pl.DataFrame
     path: Path
     sanitized: bool
     smiles: str | None = None
+    failures: tuple[str, ...] = ()
 
 
-LIGAND_SUFFIXES = (".sdf", ".mol", ".mol2", ".pdb", ".pdbqt")
+# Ligand formats, in the order in which same-stem siblings of a named file are tried.
+LIGAND_SUFFIXES = (".sdf", ".mol2", ".mol", ".pdb", ".pdbqt")
+LIGAND_COPY_TOLERANCE_A = 0.5
 
 
-def _read_rdkit(path: Path, sanitize: bool):
+def _ligand_stem(path: Path) -> tuple[str, str] | None:
+    """(stem, ligand suffix) of a ligand file name, ``.gz`` or not; None for another format."""
+    name = path.name.lower()
+    name = name[:-3] if name.endswith(".gz") else name
+    suffix = next((s for s in sorted(LIGAND_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
+    return None if suffix is None else (path.name[:len(name) - len(suffix)], suffix)
+
+
+def ligand_siblings(path: Path) -> list[Path]:
+    """Existing files beside ``path`` with the same stem in another ligand format (or the
+    other compression), in the order of `LIGAND_SUFFIXES`: ``x.mol2`` -> ``x.sdf``, ``x.sdf.gz``, ..."""
+    parsed = _ligand_stem(Path(path))
+    if parsed is None:
+        return []
+    stem, _ = parsed
+    folder = Path(path).parent
+    out = []
+    for suffix in LIGAND_SUFFIXES:
+        for gz in ("", ".gz"):
+            candidate = folder / f"{stem}{suffix}{gz}"
+            if candidate.name != Path(path).name and candidate.is_file():
+                out.append(candidate)
+    return out
+
+
+def read_text(path: Path) -> str:
+    """The text of a file, gzip-compressed (``.gz``) or not (undecodable bytes replaced).
+
+    Raises:
+        OSError, EOFError: for an unreadable file or a broken gzip stream.
+    """
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def _read_rdkit(path: Path, text: str, sanitize: bool):
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")  # failures are reported by us, with the file's name
-    name = path.name.lower()
-    if name.endswith(".sdf") or name.endswith(".mol"):
-        supplier = Chem.SDMolSupplier(str(path), sanitize=sanitize, removeHs=False)
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".sdf", ".mol")):
+        supplier = Chem.SDMolSupplier()
+        supplier.SetData(text, sanitize=sanitize, removeHs=False)
         return next((mol for mol in supplier if mol is not None), None) if len(supplier) else None
     if name.endswith(".mol2"):
-        return Chem.MolFromMol2File(str(path), sanitize=sanitize, removeHs=False)
+        return Chem.MolFromMol2Block(text, sanitize=sanitize, removeHs=False)
     if name.endswith(".pdb"):
-        return Chem.MolFromPDBFile(str(path), sanitize=sanitize, removeHs=False)
+        return Chem.MolFromPDBBlock(text, sanitize=sanitize, removeHs=False)
     return None
 
 
@@ -268,16 +341,51 @@ def _smiles(mol) -> str | None:
         return None
 
 
-def read_ligand_atoms(paths: list[Path], *, keep_hydrogens: bool = False) -> LigandRead:
+def _read_one_ligand(path: Path, keep_hydrogens: bool) -> LigandRead | str:
+    """The ligand in one file, or why it could not be read."""
+    name = path.name.lower().removesuffix(".gz")
+    if not name.endswith(LIGAND_SUFFIXES):
+        return f"not a ligand format (expected {', '.join(LIGAND_SUFFIXES)}, gzip-compressed or not)"
+    try:
+        text = read_text(path)
+    except (OSError, EOFError) as error:
+        reason = "not a valid gzip file" if path.name.lower().endswith(".gz") else "cannot be read"
+        return f"{reason} ({error.strerror if isinstance(error, OSError) and error.strerror else error})"
+    if not text.strip():
+        return "empty file"
+    for sanitize in (True, False):
+        mol = _read_rdkit(path, text, sanitize)
+        if mol is None or mol.GetNumAtoms() == 0 or mol.GetNumConformers() == 0:
+            continue
+        atoms = mol_atoms(mol, keep_hydrogens=keep_hydrogens)
+        if atoms.height == 0:
+            break
+        return LigandRead(atoms, path, sanitize, _smiles(mol) if sanitize else None)
+    if name.endswith((".pdb", ".pdbqt")):
+        try:
+            atoms = structure_atoms(read_structure(path), keep_hydrogens=keep_hydrogens, keep_water=True,
+                                    is_protein=False)
+        except DataError as error:
+            return str(error)
+        if atoms.height:
+            return LigandRead(atoms, path, False, None)
+    return "could not be read, even unsanitised"
+
+
+def read_ligand_atoms(paths: list[Path], *, keep_hydrogens: bool = False, siblings: bool = True) -> LigandRead:
     """Read a ligand, falling back to unsanitised reading, then to the next file.
 
     SDF, MOL and MOL2 go through RDKit (sanitised, then unsanitised); PDB through RDKit,
-    then gemmi; PDBQT (e.g. a docking pose; its first model) through gemmi.
+    then gemmi; PDBQT (e.g. a docking pose; its first model) through gemmi. Each may be
+    gzip-compressed (``.sdf.gz``, ``.mol2.gz``, ...). When no named file can be read, the
+    files beside them with the same stem in another ligand format are tried (`ligand_siblings`:
+    a truncated ``x.mol2`` falls back to ``x.sdf``); `LigandRead.failures` says what failed first.
 
     Args:
         paths: candidate files for the same ligand, in order of preference (e.g. the SDF,
             then the MOL2). Missing files are passed over.
         keep_hydrogens: keep H and D atoms.
+        siblings: also try the same-stem files in other formats.
 
     Returns:
         The first successful read.
@@ -286,34 +394,60 @@ def read_ligand_atoms(paths: list[Path], *, keep_hydrogens: bool = False) -> Lig
         DataError: listing each file tried and why it failed.
     """
     failures = []
-    for path in map(Path, paths):
+    named = [Path(p) for p in paths]
+    candidates = list(dict.fromkeys(named + ([s for p in named for s in ligand_siblings(p)] if siblings else [])))
+    for path in candidates:
         if not path.exists():
             failures.append(f"{path.name}: missing")
             continue
-        name = path.name.lower().removesuffix(".gz")
-        if not name.endswith(LIGAND_SUFFIXES):
-            failures.append(f"{path.name}: not a ligand format (expected {', '.join(LIGAND_SUFFIXES)})")
-            continue
-        if not path.name.lower().endswith(".gz"):
-            for sanitize in (True, False):
-                mol = _read_rdkit(path, sanitize)
-                if mol is None or mol.GetNumAtoms() == 0 or mol.GetNumConformers() == 0:
-                    continue
-                atoms = mol_atoms(mol, keep_hydrogens=keep_hydrogens)
-                if atoms.height == 0:
-                    break
-                return LigandRead(atoms, path, sanitize, _smiles(mol) if sanitize else None)
-        if name.endswith((".pdb", ".pdbqt")):
-            try:
-                atoms = structure_atoms(read_structure(path), keep_hydrogens=keep_hydrogens, keep_water=True,
-                                        is_protein=False)
-            except DataError as error:
-                failures.append(f"{path.name}: {error}")
-                continue
-            if atoms.height:
-                return LigandRead(atoms, path, False, None)
-        failures.append(f"{path.name}: could not be read, even unsanitised")
+        result = _read_one_ligand(path, keep_hydrogens)
+        if isinstance(result, LigandRead):
+            return dataclasses.replace(result, failures=tuple(failures))
+        failures.append(f"{path.name}: {result}")
     raise DataError("cannot read ligand: " + "; ".join(failures or ["no ligand file given"]))
+
+
+def ligand_notes(ligand: LigandRead) -> list[str]:
+    """What a complex's notes should say about how its ligand was read (fallbacks, sanitisation)."""
+    notes = []
+    unreadable = [f for f in ligand.failures if not f.endswith(": missing")]
+    if unreadable:
+        notes.append(f"ligand read from {ligand.path.name} because " + "; ".join(unreadable))
+    if not ligand.sanitized:
+        notes.append(f"ligand read unsanitised from {ligand.path.name}")
+    return notes
+
+
+def drop_ligand_copy(protein: pl.DataFrame, ligand: pl.DataFrame,
+                     tolerance_A: float = LIGAND_COPY_TOLERANCE_A) -> tuple[pl.DataFrame, int]:
+    """Remove the receptor atoms that are a copy of the ligand's (a receptor file that still
+    holds its ligand, e.g. a whole-complex PDB with the ligand as HETATM).
+
+    A receptor atom is the ligand's copy when a ligand atom of the same element lies within
+    ``tolerance_A``. Real receptor atoms never sit that close to a ligand atom (a covalent
+    bond is about 1.5 Å), so nothing of the receptor is lost.
+
+    Args:
+        protein: atom table of the receptor (`ATOM_SCHEMA`).
+        ligand: atom table of the ligand.
+        tolerance_A: largest distance between an atom and its copy, Å.
+
+    Returns:
+        The receptor without the copy, and how many atoms were dropped.
+    """
+    from scipy.spatial import cKDTree
+
+    if protein.height == 0 or ligand.height == 0:
+        return protein, 0
+    ligand_xyz = ligand.select("x_A", "y_A", "z_A").to_numpy().astype(np.float64)
+    protein_xyz = protein.select("x_A", "y_A", "z_A").to_numpy().astype(np.float64)
+    # the nearest ligand atom is the only candidate: two ligand atoms are never 0.5 Å apart
+    distance, nearest = cKDTree(ligand_xyz).query(protein_xyz, distance_upper_bound=tolerance_A)
+    hit = np.isfinite(distance)
+    copy = np.zeros(protein.height, dtype=bool)
+    copy[hit] = ligand["atomic_number"].to_numpy()[nearest[hit]] == protein["atomic_number"].to_numpy()[hit]
+    count = int(copy.sum())
+    return (protein.filter(pl.Series(~copy)) if count else protein), count
 
 
 def read_complex_files(protein_path: Path, ligand_paths: list[Path],

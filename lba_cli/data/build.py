@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lba_cli.atomic import atomic_path
+from lba_cli.atomic import atomic_path, check_writable
 from lba_cli.choices import SPLITS, LabelUnit, SourceFormat, SplitKind
 from lba_cli.config import GridConfig
+from lba_cli.data.atoms import LIGAND_COPY_TOLERANCE_A, drop_ligand_copy
 from lba_cli.data.dataset import collate_atoms
 from lba_cli.data.grids_h5 import SEQUENCE_SEPARATOR, GridSet, write_grids
 from lba_cli.data.records import ComplexRecord, Skipped, SourceNote, SourceOptions
@@ -23,7 +24,7 @@ from lba_cli.errors import DataError
 from lba_cli.voxel import make_channel_lookup, voxelize_batch
 
 __all__ = ["BuildReport", "SourceReadout", "BoxedComplexes", "build_dataset", "read_sources", "place_in_boxes",
-           "make_grid_set",            "crop_complex", "write_skip_report", "SKIP_REPORT_COLUMNS"]
+           "make_grid_set", "crop_complex", "write_skip_report", "nothing_usable", "SKIP_REPORT_COLUMNS"]
 
 SKIP_REPORT_COLUMNS = ("id", "source", "stage", "reason")
 _VOXELIZE_CHUNK = 32
@@ -139,30 +140,36 @@ class SourceReadout:
 
 def read_sources(sources: list[Path], grid: GridConfig, *, fmt: SourceFormat = SourceFormat.auto,
                  options: SourceOptions = SourceOptions(),
-                 on_complex: Callable[[str], None] | None = None) -> SourceReadout:
+                 on_complex: Callable[[str], None] | None = None, report: Path | None = None) -> SourceReadout:
     """Read every complex of the sources, as `lba voxelize` does (and `lba predict`, with
     ``options.require_labels`` off).
 
     Args:
-        sources: ATOM3D LBA folders, PDBbind folders, CSV manifests, or PROTEIN + LIGANDS.sdf
-            (see `lba_cli.data.sources.resolve_sources`).
+        sources: ATOM3D LBA folders, PDBbind folders, folders of ``<id>/`` subfolders with a
+            label table, CSV manifests, or PROTEIN + LIGANDS.sdf (see
+            `lba_cli.data.sources.resolve_sources`).
         grid: hydrogens and waters are dropped unless it keeps them.
         fmt: the layout of every source (detected per source when ``auto``).
-        options: label field, unit and whether labels are required.
+        options: label field, unit, label table and whether labels are required.
         on_complex: called with each complex id as it is read (for progress).
+        report: when no complex can be read, the skipped complexes are written to this CSV
+            (`write_skip_report`) before the error; otherwise writing it is the caller's, once
+            it knows every complex left out.
 
     Returns:
-        A `SourceReadout`; later duplicates of an id are skipped with that reason.
+        A `SourceReadout`. Later duplicates of an id are skipped with that reason. Receptor
+        atoms that are a copy of the ligand's (`lba_cli.data.atoms.drop_ligand_copy`) are
+        dropped, with a note.
 
     Raises:
-        DataError: if no complex could be read, naming the most common reasons.
+        DataError: if no complex could be read, listing the first skipped ones.
     """
     records: list[ComplexRecord] = []
     skipped: list[Skipped] = []
     messages: list[str] = []
     seen: dict[str, str] = {}
     given = {Path(s) for s in sources}
-    for paths, kind in resolve_sources([Path(s) for s in sources], fmt):
+    for paths, kind in resolve_sources([Path(s) for s in sources], fmt, options):
         if paths[0] not in given:  # the user pointed above the data: say where it was found
             messages.append(f"reading {paths[0]} ({kind.value} data found there)")
         for item in iter_complexes(paths, kind, grid, options):
@@ -178,11 +185,14 @@ def read_sources(sources: list[Path], grid: GridConfig, *, fmt: SourceFormat = S
                                        f"duplicate id, first read from {seen[item.complex_id]}"))
             else:
                 seen[item.complex_id] = item.source
+                item.protein, dropped = drop_ligand_copy(item.protein, item.ligand)
+                if dropped:
+                    item.notes.append(f"{dropped} atoms of the receptor file coincide with ligand atoms (same element "
+                                      f"within {LIGAND_COPY_TOLERANCE_A:g} Å): dropped as the ligand's copy")
                 records.append(item)
     if not records:
-        reasons = Counter(s.reason for s in skipped).most_common(3)
-        detail = "; ".join(f"{n} x {r}" for r, n in reasons) or "the sources hold no complexes"
-        raise DataError(f"no complex could be read from {', '.join(map(str, sources))}\n{detail}")
+        raise nothing_usable(f"no complex could be read from {', '.join(map(str, sources))}", skipped, report,
+                             "the sources hold no complexes")
     return SourceReadout(records, skipped, messages)
 
 
@@ -257,6 +267,8 @@ def build_dataset(
     on_complex: Callable[[str], None] | None = None,
     label_field: str | None = None,
     label_unit: LabelUnit | str = LabelUnit.pk,
+    labels: Path | None = None,
+    report: Path | None = None,
 ) -> BuildReport:
     """Read complexes from every source, voxelize them and write one HDF5 file.
 
@@ -270,22 +282,28 @@ def build_dataset(
         seed: seed of the protein or random split.
         on_complex: called with each complex id as it is read (for progress).
         label_field, label_unit: the affinity property of an SDF series and its unit.
+        labels: a label table for folders of per-complex subfolders (``folders-csv``).
+        report: write the skipped complexes to this CSV (`write_skip_report`), also when
+            none could be used and nothing else is written.
 
     Returns:
         A `BuildReport`. Every complex needs a measured affinity (training data): one
-        without is skipped (stage ``label``).
+        without is skipped (stage ``label``). Receptor atoms that are a copy of the ligand's
+        are dropped, with a note (`read_sources`).
 
     Raises:
-        DataError: if no complex could be read (nothing is written then).
+        DataError: if no complex could be used (only the report is written then).
     """
-    readout = read_sources(sources, grid, fmt=fmt, options=SourceOptions(label_field, label_unit),
-                           on_complex=on_complex)
+    for path in (output, report):
+        if path is not None:
+            check_writable(path)
+    options = SourceOptions(label_field, label_unit, labels=Path(labels) if labels is not None else None)
+    readout = read_sources(sources, grid, fmt=fmt, options=options, on_complex=on_complex, report=report)
     skipped, messages = readout.skipped, readout.messages
     boxed = place_in_boxes(readout.records, grid)
     skipped.extend(boxed.skipped)
     if not boxed.records:
-        raise DataError(f"no complex could be used from {', '.join(map(str, sources))}\n"
-                        f"{len(skipped)} skipped; e.g. {skipped[0].complex_id}: {skipped[0].reason}")
+        raise nothing_usable(f"no complex could be used from {', '.join(map(str, sources))}", skipped, report)
     records, centers, atoms = boxed.records, boxed.centers_A, boxed.atoms
 
     ids = [r.complex_id for r in records]
@@ -320,6 +338,8 @@ def build_dataset(
                     "ligand_smiles": [r.ligand_smiles for r in records],
                     "chain_sequences": [SEQUENCE_SEPARATOR.join(r.sequences) for r in records]},
     )
+    if report is not None:
+        write_skip_report(report, skipped)
     counts = Counter(splits)
     return BuildReport(
         output=Path(output),
@@ -334,9 +354,48 @@ def build_dataset(
     )
 
 
+def nothing_usable(headline: str, skipped: list[Skipped], report: Path | None, if_none: str = "") -> DataError:
+    """The error for sources of which no complex can be used, after writing ``report`` (when
+    given) with every skipped complex, so the reasons are on disk even though nothing else is.
+
+    Args:
+        headline: what failed, e.g. "no complex could be read from a.csv".
+        skipped: every complex left out so far.
+        report: the skip report to write (`write_skip_report`), or None.
+        if_none: what to say when nothing was skipped either.
+
+    Returns:
+        A `DataError` naming the first ten skipped complexes (for the caller to raise).
+
+    Raises:
+        DataError: if the report cannot be written.
+    """
+    if report is not None:
+        write_skip_report(report, skipped)
+    return DataError(f"{headline}\n" + _skip_summary(skipped, report, if_none))
+
+
+def _skip_summary(skipped: list[Skipped], report: Path | None, if_none: str) -> str:
+    """The skipped complexes in a few lines for an error message (the report has them all)."""
+    if not skipped:
+        return if_none
+    shown = [f"  {s.complex_id} ({s.stage}): {s.reason.splitlines()[0]}" for s in skipped[:10]]
+    more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    where = f"\nall {len(skipped)} listed with their reasons in {report}" if report is not None else (
+        "\n(--report FILE lists them all)" if len(skipped) > 10 else "")
+    return f"{len(skipped)} skipped:\n" + "\n".join(shown) + more + where
+
+
 def write_skip_report(path: Path, skipped: list[Skipped]) -> None:
-    """Write the skipped complexes as CSV (columns `SKIP_REPORT_COLUMNS`), atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(SKIP_REPORT_COLUMNS)
-        writer.writerows((s.complex_id, s.source, s.stage, s.reason) for s in skipped)
+    """Write the skipped complexes as CSV (columns `SKIP_REPORT_COLUMNS`), atomically.
+
+    Raises:
+        DataError: if the file cannot be written.
+    """
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(SKIP_REPORT_COLUMNS)
+            writer.writerows((s.complex_id, s.source, s.stage, s.reason) for s in skipped)
+    except OSError as error:
+        raise DataError(f"cannot write the skip report {path}: {error.strerror or error}") from None

@@ -39,6 +39,8 @@ temporary name that is renamed when complete; readers open it read-only.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +50,7 @@ import numpy as np
 from lba_cli.atomic import atomic_path
 from lba_cli.choices import ALL_COMPLEXES
 from lba_cli.config import GridConfig, format_channels, parse_channels
-from lba_cli.errors import DataError
+from lba_cli.errors import ConfigError, DataError
 
 __all__ = [
     "FORMAT_NAME",
@@ -232,14 +234,35 @@ def _grid_config(f) -> GridConfig:
 
 
 def read_grid_config(path: Path) -> GridConfig:
-    """The voxelization settings an `lba voxelize` file was written with."""
-    with open_grids(path) as f:
+    """The voxelization settings an `lba voxelize` file was written with.
+
+    Raises:
+        DataError: if the file is not a complete `lba voxelize` file.
+    """
+    with open_grids(path) as f, _incomplete(path):
         return _grid_config(f)
 
 
+@contextmanager
+def _incomplete(path: Path) -> Iterator[None]:
+    """Turn h5py's errors about missing or unreadable parts of a file into a DataError naming it."""
+    try:
+        yield
+    except (KeyError, OSError) as error:
+        detail = str(error).strip("\"'")
+        raise DataError(f"{path} is not a complete lba voxelize file ({detail})\nexpected: the file as `lba "
+                        "voxelize` wrote it; write it again") from None
+    except ConfigError as error:
+        raise DataError(f"{path} holds invalid voxelization settings: {error}") from None
+
+
 def read_grid_set(path: Path) -> GridSet:
-    """Load an `lba voxelize` file's labels, splits and atoms (not the grids) into memory."""
-    with open_grids(path) as f:
+    """Load an `lba voxelize` file's labels, splits and atoms (not the grids) into memory.
+
+    Raises:
+        DataError: if the file is missing, not an `lba voxelize` file or incomplete.
+    """
+    with open_grids(path) as f, _incomplete(path):
         c, a = f[GROUP_COMPLEXES], f[GROUP_ATOMS]
 
         def text(name: str) -> np.ndarray:

@@ -8,6 +8,7 @@ dropped silently; `SourceNote` carries what the user should know about a whole s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Union
 
 import polars as pl
@@ -88,11 +89,14 @@ class SourceOptions:
         require_labels: a complex without a readable measured affinity is skipped (stage
             ``label``), as training data needs; off, it is read with ``affinity_pk`` None (a
             present but unreadable label is noted), as prediction needs.
+        labels: a label table (id and affinity columns) for a folder of per-complex
+            subfolders (``folders-csv``); None: found in the folder.
     """
 
     label_field: str | None = None
     label_unit: LabelUnit | str = LabelUnit.pk
     require_labels: bool = True
+    labels: Path | None = None
 
     def unlabelled(self, complex_id: str, source: str, reason: str) -> Skipped | None:
         """What a reader does with a complex whose label is missing or unreadable: a `Skipped`

@@ -27,7 +27,7 @@ __all__ = ["INDEX_NAME", "MIGRATIONS", "connect", "upsert_row", "find_runs", "se
 
 INDEX_NAME = "index.sqlite"
 RUN_COLUMNS = ("id", "kind", "name", "status", "created_at", "started_at", "finished_at", "heartbeat_at", "parent_id",
-               "config_json", "best_epoch", "metrics_json", "host", "pid")
+               "config_json", "best_epoch", "metrics_json", "host", "pid", "problem")
 
 
 def m001_create_runs(db: sqlite3.Connection) -> None:
@@ -68,7 +68,13 @@ def m003_add_process(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_create_runs, m002_add_tags, m003_add_process)
+def m004_add_problem(db: sqlite3.Connection) -> None:
+    """What is wrong with a damaged run's files (NULL for a healthy run)."""
+    db.execute("ALTER TABLE runs ADD COLUMN problem TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_create_runs, m002_add_tags, m003_add_process,
+                                                                m004_add_problem)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -101,8 +107,13 @@ def connect(root: Path) -> Iterator[sqlite3.Connection]:
     Raises:
         StoreError: if the file is not a readable SQLite index (``lba runs reindex`` fixes it).
     """
-    root.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(root / INDEX_NAME, timeout=30.0, isolation_level=None)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(root / INDEX_NAME, timeout=30.0, isolation_level=None)
+    except (OSError, sqlite3.Error) as error:
+        what = f"{root} is not a folder" if root.exists() and not root.is_dir() else (
+            f"cannot open the run index {root / INDEX_NAME} ({getattr(error, 'strerror', None) or error})")
+        raise StoreError(f"{what}\nexpected: a runs directory (--runs-dir DIR or LBA_RUNS_DIR)") from None
     connection.row_factory = sqlite3.Row
     try:
         try:

@@ -19,6 +19,12 @@ bits; creating the directory is the lock, so two processes never take the same i
 process that created a run writes into its directory; any process may write the index
 (SQLite serialises them). A run whose status is ``running`` but whose heartbeat is older than
 `STALE_AFTER_S` is reported as ``crashed``.
+
+Damaged runs. A run directory whose ``config.json`` or ``status.json`` is missing, empty or
+not a JSON object (a full disk, an interrupted copy) is indexed with status ``damaged`` and
+the problem in one line (column ``problem``), so that listing shows every healthy run and
+names the damaged ones; reading such a run raises `StoreError` naming the file. The row is
+set right by the next ``lba runs reindex`` once the file is repaired.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ from lba_cli.choices import RunStatus
 from lba_cli.errors import RunNotFoundError, StoreError
 from lba_cli.runs import index
 
-__all__ = ["RunStore", "Run", "new_group_id", "STALE_AFTER_S", "default_runs_dir", "utc_now", "is_run_dir"]
+__all__ = ["RunStore", "Run", "new_group_id", "STALE_AFTER_S", "default_runs_dir", "utc_now", "is_run_dir",
+           "looks_like_run_dir", "read_run_json"]
 
 STALE_AFTER_S = 600.0
 CONFIG_NAME = "config.json"
@@ -64,6 +71,59 @@ def default_runs_dir() -> Path:
 def is_run_dir(path: Path) -> bool:
     """True for a folder holding a run's ``config.json`` and ``status.json``."""
     return (path / CONFIG_NAME).is_file() and (path / STATUS_NAME).is_file()
+
+
+def looks_like_run_dir(path: Path) -> bool:
+    """True for a folder holding ``config.json`` or ``status.json`` (a run, maybe damaged)."""
+    return (path / CONFIG_NAME).is_file() or (path / STATUS_NAME).is_file()
+
+
+def read_run_json(path: Path) -> dict[str, Any]:
+    """Read a run's ``config.json`` or ``status.json``.
+
+    Raises:
+        StoreError: in one line naming the file and what is wrong with it (missing, empty,
+            unreadable, not JSON, not a JSON object).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StoreError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
+        raise StoreError(f"cannot read {path}: {reason}") from None
+    if not text.strip():
+        raise StoreError(f"{path} is empty ({len(text.encode())} bytes)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno}, column {error.colno}"
+        raise StoreError(f"{path} is not valid JSON ({error.msg}; {where})") from None
+    if not isinstance(data, dict):
+        raise StoreError(f"{path} is not a JSON object but a {type(data).__name__}")
+    return data
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    """A run's Parquet file; StoreError naming it when it is damaged (e.g. cut off by a full disk)."""
+    try:
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise StoreError(f"{path} is not a readable Parquet file ({first})") from None
+
+
+# Types of the status.json fields that readers rely on (None is allowed for each).
+_STATUS_TYPES: dict[str, type | tuple[type, ...]] = {"status": str, "metrics": dict, "tags": list, "best_epoch": int,
+                                                     "epochs_done": int, "pid": int}
+
+
+def _time_from_id(run_id: str, path: Path) -> str:
+    """A run's creation time from its id (``YYYYMMDD-HHMMSS-xxxx``), else its folder's mtime."""
+    try:
+        return datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").replace(tzinfo=UTC).isoformat(timespec="seconds")
+    except ValueError:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
 
 
 def _git_sha() -> str | None:
@@ -104,15 +164,40 @@ class Run:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The run's resolved configuration (``config.json``)."""
-        return json.loads((self.path / CONFIG_NAME).read_text())
+        """The run's resolved configuration (``config.json``).
+
+        Raises:
+            StoreError: if the file is missing, empty or not a JSON object with a ``kind``.
+        """
+        config = read_run_json(self.path / CONFIG_NAME)
+        if not isinstance(config.get("kind"), str):
+            raise StoreError(f"{self.path / CONFIG_NAME} has no run kind (not a config.json written by lba)")
+        return config
 
     @property
     def status(self) -> dict[str, Any]:
-        """``status.json``, with ``status`` turned to ``crashed`` when the heartbeat is stale."""
-        status = json.loads((self.path / STATUS_NAME).read_text())
+        """``status.json``, with ``status`` turned to ``crashed`` when the heartbeat is stale.
+
+        Raises:
+            StoreError: if the file is missing, empty or not a JSON object.
+        """
+        path = self.path / STATUS_NAME
+        status = read_run_json(path)
+        for key, kind in _STATUS_TYPES.items():
+            if status.get(key) is not None and not isinstance(status[key], kind):
+                raise StoreError(f"{path}: {key!r} is {status[key]!r}, not a {getattr(kind, '__name__', kind)} (not "
+                                 "a status.json written by lba)")
         status["status"] = _effective_status(status)
         return status
+
+    def problem(self) -> str | None:
+        """What is wrong with the run's files (one line), or None when both read."""
+        try:
+            self.config  # noqa: B018 - read to check
+            self.status  # noqa: B018
+        except StoreError as error:
+            return str(error)
+        return None
 
     @property
     def kind(self) -> str:
@@ -128,7 +213,7 @@ class Run:
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into ``status.json`` (atomically) and update the index row."""
-        status = json.loads((self.path / STATUS_NAME).read_text())
+        status = read_run_json(self.path / STATUS_NAME)
         status.update(fields)
         write_text_atomic(self.path / STATUS_NAME, json.dumps(status, indent=2, sort_keys=True))
         self.store._upsert(self)
@@ -144,9 +229,13 @@ class Run:
             pl.DataFrame(rows).write_parquet(tmp)
 
     def read_metrics(self) -> pl.DataFrame:
-        """The per-epoch metrics (empty frame if none yet)."""
+        """The per-epoch metrics (empty frame if none yet).
+
+        Raises:
+            StoreError: if the file is there but is not a readable Parquet file.
+        """
         path = self.path / METRICS_NAME
-        return pl.read_parquet(path) if path.exists() else pl.DataFrame()
+        return _read_parquet(path) if path.exists() else pl.DataFrame()
 
     def write_predictions(self, split: str, frame: pl.DataFrame) -> Path:
         """Write ``predictions_<split>.parquet`` atomically and return its path."""
@@ -165,7 +254,7 @@ class Run:
         if not path.exists():
             raise StoreError(f"run {self.id} has no {split} predictions\nexpected: run `lba evaluate {self.id} "
                              f"--split {split}` first")
-        return pl.read_parquet(path)
+        return _read_parquet(path)
 
     def log(self, message: str) -> None:
         """Append a timestamped line to ``log.txt``."""
@@ -178,12 +267,14 @@ def _effective_status(status: dict[str, Any]) -> str:
     no longer exists; anywhere, its heartbeat is older than `STALE_AFTER_S`."""
     if status.get("status") != RunStatus.running:
         return status.get("status", "unknown")
-    if status.get("host") == socket.gethostname() and status.get("pid") and not _pid_alive(int(status["pid"])):
+    if status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int) and \
+            not _pid_alive(status["pid"]):
         return RunStatus.crashed.value
     beat = status.get("heartbeat_at") or status.get("started_at")
-    if beat is None:
+    try:
+        age = (datetime.now(UTC) - datetime.fromisoformat(beat)).total_seconds()
+    except (TypeError, ValueError):  # no heartbeat yet, or not a time
         return RunStatus.running.value
-    age = (datetime.now(UTC) - datetime.fromisoformat(beat)).total_seconds()
     return RunStatus.crashed.value if age > STALE_AFTER_S else RunStatus.running.value
 
 
@@ -207,6 +298,17 @@ class RunStore:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else default_runs_dir()
 
+    def _exists(self) -> bool:
+        """Whether the runs directory exists yet.
+
+        Raises:
+            StoreError: if the path is there but is not a folder.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"{self.root} is not a folder\n"
+                             "expected: a runs directory (--runs-dir DIR or LBA_RUNS_DIR)")
+        return self.root.is_dir()
+
     # ------------------------------------------------------------------ index
     @contextmanager
     def _index(self) -> Iterator[sqlite3.Connection]:
@@ -220,13 +322,15 @@ class RunStore:
     def _upsert(self, run: Run, db: sqlite3.Connection | None = None) -> None:
         """Write ``run``'s index row from its config.json and status.json."""
         config = run.config
-        status = json.loads((run.path / STATUS_NAME).read_text())
+        run.status  # noqa: B018 - checks the file's fields
+        status = read_run_json(run.path / STATUS_NAME)
         row = {"id": run.id, "kind": config["kind"], "name": config.get("name"),
                "status": status.get("status", "unknown"), "config_json": json.dumps(config, sort_keys=True),
                "metrics_json": json.dumps(status.get("metrics", {}), sort_keys=True),
                **{key: status.get(key) for key in ("created_at", "started_at", "finished_at", "heartbeat_at",
-                                                   "parent_id", "best_epoch", "host", "pid")}}
-        tags = [str(tag) for tag in status.get("tags", [])]
+                                                   "parent_id", "best_epoch", "host", "pid")}, "problem": None}
+        row["created_at"] = row["created_at"] or _time_from_id(run.id, run.path)
+        tags = [str(tag) for tag in status.get("tags", [])] if isinstance(status.get("tags"), list) else []
         if db is not None:
             index.upsert_row(db, row, tags)
             return
@@ -241,12 +345,26 @@ class RunStore:
         for vanished in sorted(indexed - on_disk):
             db.execute("DELETE FROM runs WHERE id = ?", (vanished,))
         for run_id in sorted(on_disk - indexed):
-            self._upsert(Run(run_id, self.root / run_id, self), db)
+            run = Run(run_id, self.root / run_id, self)
+            try:
+                self._upsert(run, db)
+            except StoreError as error:
+                index.upsert_row(db, self._damaged_row(run, str(error)), [])
+
+    def _damaged_row(self, run: Run, problem: str) -> dict[str, Any]:
+        """The index row of a run whose files cannot be read: what its config still says."""
+        try:
+            config = run.config
+        except StoreError:
+            config = {}
+        return {"id": run.id, "kind": config.get("kind", "unknown"), "name": config.get("name"),
+                "status": RunStatus.damaged.value, "created_at": _time_from_id(run.id, run.path),
+                "config_json": json.dumps(config, sort_keys=True), "metrics_json": "{}", "problem": problem}
 
     def _run_dirs(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and is_run_dir(p))
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and looks_like_run_dir(p))
 
     # ------------------------------------------------------------------- runs
     def create_run(self, config: dict[str, Any], parent_id: str | None = None) -> Run:
@@ -258,6 +376,7 @@ class RunStore:
         """
         from lba_cli import __version__
 
+        self._exists()
         for _ in range(20):
             run_id = _new_run_id()
             path = self.root / run_id
@@ -300,12 +419,12 @@ class RunStore:
         if is_run_dir(as_path):
             found = as_path.resolve()
             return Run(found.name, found, self if found.parent == self.root.resolve() else RunStore(found.parent))
-        if not self.root.is_dir():
+        if not self._exists():
             matches = []
         else:
             with self._index() as db:
                 matches = index.find_runs(db, ref)
-                if not matches or not all(is_run_dir(self.root / row["id"]) for row in matches):
+                if not matches or not all(looks_like_run_dir(self.root / row["id"]) for row in matches):
                     self._sync(db)  # a miss: the directories may know more than the index
                     matches = index.find_runs(db, ref)
         if len(matches) > 1 and kind is not None:
@@ -332,10 +451,12 @@ class RunStore:
         return tags
 
     def reindex(self) -> int:
-        """Rebuild the index from the run directories; returns the number of runs indexed.
+        """Rebuild the index from the run directories; returns the number of runs indexed
+        (damaged ones included, with status ``damaged``).
 
         An unreadable index file is renamed ``index.sqlite.broken-<time>`` and a new one made.
         """
+        self._exists()
         try:
             with index.connect(self.root) as db:
                 db.execute("DELETE FROM runs")
@@ -364,15 +485,16 @@ class RunStore:
                 but the training process is gone).
 
         Returns:
-            One dict per run: the columns of `lba_cli.runs.index.RUN_COLUMNS` and ``tags``.
+            One dict per run: the columns of `lba_cli.runs.index.RUN_COLUMNS` and ``tags``;
+            a damaged run has status ``damaged`` and its ``problem``.
         """
-        if not self.root.is_dir():
+        if not self._exists():
             return []
         recorded = (RunStatus.running.value,) if status in (RunStatus.running, RunStatus.crashed) else (
             (status,) if status else ())
         with self._index() as db:
             rows = index.select_rows(db, kind=kind, name_contains=name_contains, tags=tags, statuses=recorded)
-            gone = [row["id"] for row in rows if not is_run_dir(self.root / row["id"])]
+            gone = [row["id"] for row in rows if not looks_like_run_dir(self.root / row["id"])]
             for run_id in gone:
                 db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         out = []

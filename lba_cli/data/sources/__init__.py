@@ -20,7 +20,7 @@ from lba_cli.choices import SourceFormat
 from lba_cli.config import GridConfig
 from lba_cli.data.atoms import is_structure_file
 from lba_cli.data.records import SourceItem, SourceOptions
-from lba_cli.data.sources import atom3d, csv_manifest, pdbbind, sdf_series
+from lba_cli.data.sources import atom3d, csv_manifest, folders_csv, pdbbind, sdf_series
 from lba_cli.errors import DataError
 
 __all__ = ["Reader", "READERS", "resolve_sources", "iter_complexes"]
@@ -51,6 +51,7 @@ class Reader:
 READERS: dict[SourceFormat, Reader] = {
     SourceFormat.atom3d: Reader(atom3d.detect, atom3d.iter_records),
     SourceFormat.pdbbind: Reader(pdbbind.detect, pdbbind.iter_records),
+    SourceFormat.folders_csv: Reader(folders_csv.detect, folders_csv.iter_records),
     SourceFormat.csv: Reader(csv_manifest.detect, csv_manifest.iter_records),
     SourceFormat.sdf_series: Reader(sdf_series.detect, sdf_series.iter_records, after_protein=True,
                                     second_path="LIGANDS.sdf"),
@@ -99,14 +100,16 @@ def _paired_source(paths: list[Path], fmt: SourceFormat) -> tuple[tuple[Path, ..
     return None
 
 
-def resolve_sources(paths: list[Path], fmt: SourceFormat) -> list[tuple[tuple[Path, ...], SourceFormat]]:
+def resolve_sources(paths: list[Path], fmt: SourceFormat,
+                    options: SourceOptions = SourceOptions()) -> list[tuple[tuple[Path, ...], SourceFormat]]:
     """Decide what each source is: [(paths, format)], one entry per source.
 
     ``auto`` asks each reader's ``detect`` in the order of `READERS`: a ``.csv`` file is a
     manifest; a structure file followed by an ``.sdf`` is a series (protein, ligands);
     ``data.mdb`` or a folder holding LMDB data is ATOM3D; a folder with an ``INDEX_*`` file is
-    PDBbind. A folder above exactly one data root is taken as that root (with a note); above
-    several, the error lists them.
+    PDBbind; a folder of ``<id>/`` subfolders with a label table is ``folders-csv`` (also
+    whenever ``options.labels`` names the table). A folder above exactly one data root is taken
+    as that root (with a note); above several, the error lists them.
 
     Raises:
         DataError: naming the path and what was expected.
@@ -115,11 +118,17 @@ def resolve_sources(paths: list[Path], fmt: SourceFormat) -> list[tuple[tuple[Pa
     for path in paths:
         if not path.exists():
             raise DataError(f"source not found: {path}")
+    if options.labels is not None and fmt not in (SourceFormat.auto, SourceFormat.folders_csv):
+        raise DataError(f"--labels names the label table of a folder of <id>/ subfolders (--format "
+                        f"{SourceFormat.folders_csv.value}), not of --format {fmt.value}")
     paired = _paired_source(paths, fmt)
     if paired is not None:
         return [paired]
     out = []
     for path in paths:
+        if options.labels is not None and fmt is SourceFormat.auto and folders_csv.complex_folders(path):
+            out.append(((path,), SourceFormat.folders_csv))
+            continue
         kind = _detect_one(path) if fmt is SourceFormat.auto else fmt
         if kind is SourceFormat.auto:
             roots = _candidate_roots(path)
@@ -128,11 +137,18 @@ def resolve_sources(paths: list[Path], fmt: SourceFormat) -> list[tuple[tuple[Pa
             else:
                 listed = "\n  ".join(f"{p}  ({f.value})" for p, f in roots[:10])
                 hint = f"\nfound data below it; give one of:\n  {listed}" if roots else ""
+                if not roots and any(r.after_protein and r.detect(path) for r in READERS.values()):
+                    hint = (f"\n{path.name} looks like the ligands of a series: give the protein first, "
+                            f"lba voxelize PROTEIN.pdb {path} --label-field NAME")
                 raise DataError(
                     f"cannot tell what {path} holds\n"
                     "expected: an ATOM3D LBA folder (data/{train,val,test}/data.mdb or one LMDB folder), a PDBbind "
-                    "folder (<id>/<id>_protein.pdb and an index/INDEX_* file) or a CSV manifest" + hint)
+                    "folder (<id>/<id>_protein.pdb and an index/INDEX_* file), a folder of <id>/ subfolders with a "
+                    "label table (labels.csv with id and pK columns, or --labels FILE) or a CSV manifest" + hint)
         out.append(((path,), kind))
+    if options.labels is not None and not any(kind is SourceFormat.folders_csv for _, kind in out):
+        raise DataError(f"--labels {options.labels}: no source is a folder of <id>/ subfolders "
+                        "(<id>/<id>_protein.pdb or _pocket.pdb)")
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from lba_cli.choices import LabelUnit
 from lba_cli.config import GridConfig
 from lba_cli.data.affinity import UNIT_MOLAR, parse_affinity, pk_from_delta_g, pk_from_molar
-from lba_cli.data.atoms import chain_sequences, mol_atoms, read_structure, structure_atoms
+from lba_cli.data.atoms import chain_sequences, mol_atoms, read_structure, read_text, structure_atoms
 from lba_cli.data.records import ComplexRecord, Skipped, SourceItem, SourceOptions
 from lba_cli.errors import DataError
 
@@ -19,8 +19,8 @@ _KJ_PER_KCAL = 4.184
 
 
 def detect(path: Path) -> bool:
-    """True for an ``.sdf`` file: the ligands of a series (its protein comes before it)."""
-    return path.is_file() and path.name.lower().endswith(".sdf")
+    """True for an ``.sdf`` (or ``.sdf.gz``) file: the ligands of a series (its protein comes before it)."""
+    return path.is_file() and path.name.lower().endswith((".sdf", ".sdf.gz"))
 
 
 def series_label_to_pk(value: str, unit: LabelUnit | str) -> float:
@@ -83,8 +83,18 @@ def iter_records(paths: tuple[Path, ...], grid: GridConfig,
     if protein.height == 0:
         raise DataError(f"no protein atoms in {protein_path}")
     sequences = tuple(chain_sequences(structure))
-    sanitized = Chem.SDMolSupplier(str(sdf_path), sanitize=True, removeHs=False)
-    raw = Chem.SDMolSupplier(str(sdf_path), sanitize=False, removeHs=False)
+    try:
+        text = read_text(sdf_path)
+    except (OSError, EOFError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise DataError(f"cannot read {sdf_path}: {reason}") from None
+    if not text.strip():
+        raise DataError(f"{sdf_path} is empty\nexpected: SDF records, each with a {options.label_field!r} property")
+    sanitized, raw = Chem.SDMolSupplier(), Chem.SDMolSupplier()
+    sanitized.SetData(text, sanitize=True, removeHs=False)
+    raw.SetData(text, sanitize=False, removeHs=False)
+    if len(raw) == 0:
+        raise DataError(f"no SDF records in {sdf_path}\nexpected: an SDF file (molecule blocks ending in $$$$)")
     for index in range(len(raw)):
         mol, notes = sanitized[index], []
         was_sanitized = mol is not None
