@@ -122,7 +122,8 @@ def test_round_trips_through_json_and_toml(tmp_path):
 def test_runs_recorded_before_the_pair_head_option_keep_the_pooled_head():
     from lba_cli.config import run_config_from_json
 
-    recorded = config_to_dict(RunConfig(kind="pretrain", structures=("s.h5",), model=ModelConfig(arch="cnn")))
+    recorded = config_to_dict(RunConfig(kind="pretrain", structures=("s.h5",), neighbor=NeighborConfig(),
+                                        model=ModelConfig(arch="cnn")))
     del recorded["model"]["pair_head"]
     assert run_config_from_json(recorded).model.pair_head == "pooled"
     recorded["model"]["pair_head"] = "faces"
