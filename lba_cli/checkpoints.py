@@ -144,7 +144,8 @@ def load_weights(path: Path, map_location: str | torch.device = "cpu") -> tuple[
         (state_dict, the header's metadata).
 
     Raises:
-        DataError: if the file is missing or not a safetensors file.
+        DataError: if the file is missing or not a safetensors file (naming an empty file or
+            a Git LFS pointer as such).
     """
     from safetensors import SafetensorError, safe_open
 
@@ -156,5 +157,13 @@ def load_weights(path: Path, map_location: str | torch.device = "cpu") -> tuple[
         with safe_open(str(path), framework="pt", device=device) as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as error:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+        if size == 0:
+            raise DataError(f"{path} is empty (0 bytes), not weights: copy the file again") from None
+        if head.startswith(b"version https://git-lfs"):
+            raise DataError(f"{path} is not weights but a Git LFS pointer ({size} bytes, the placeholder a clone "
+                            "without large-file support leaves): fetch the real file with `git lfs pull`") from None
         raise DataError(f"cannot read weights {path}: {error}\nexpected: a .safetensors file written by lba "
                         "export") from None

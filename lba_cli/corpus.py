@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from lba_cli.atomic import atomic_path
+from lba_cli.atomic import atomic_path, check_writable
 from lba_cli.data.atoms import is_structure_file
 from lba_cli.errors import DataError, LbaError
 from lba_cli.zones import ZoneSettings, find_zones
@@ -277,6 +277,7 @@ def build_corpus(
     *,
     workers: int | None = None,
     on_structure: Callable[[int, int, str], None] | None = None,
+    report: Path | None = None,
 ) -> CorpusReport:
     """Read structures, find their zones and write a corpus file (see the module docstring).
 
@@ -290,13 +291,16 @@ def build_corpus(
             by a fork server, so a script calling this needs the usual
             ``if __name__ == "__main__":`` guard.
         on_structure: called with (done, total, source) after each structure file.
+        report: write every structure left out to this CSV (`write_corpus_report`), also
+            when none has a zone and no corpus is written.
 
     Returns:
         A `CorpusReport` listing every structure left out and why.
 
     Raises:
         DataError: when a source is missing, a voxelize file holds cropped complexes, or no
-            structure has a zone (nothing is written then).
+            structure has a zone (only the report is written then).
+        OutputError: when the output or the report can clearly not be written.
     """
     import time
 
@@ -306,6 +310,9 @@ def build_corpus(
 
     started = time.monotonic()
     sources = [Path(s) for s in sources]
+    for path in (output, report):
+        if path is not None:
+            check_writable(path)
     h5_sources = [s for s in sources if s.name.endswith((".h5", ".hdf5"))]
     for path in h5_sources:
         if not path.is_file():
@@ -317,13 +324,13 @@ def build_corpus(
     files = collect_structure_files(other) if other else []
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    report = CorpusReport(output)
+    result = CorpusReport(output)
     total = len(files) + len(h5_sources)
     done = 0
 
     def take(read: _Read) -> None:
         if read.skip_reason is not None:
-            report.skipped.append((read.source, read.skip_reason))
+            result.skipped.append((read.source, read.skip_reason))
         else:
             writer.add(read)
 
@@ -360,24 +367,39 @@ def build_corpus(
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
         if not writer.names:
-            reasons = "; ".join(f"{s}: {r}" for s, r in report.skipped[:5])
-            raise DataError(f"no structure with a dense zone in {', '.join(map(str, sources))}\n{reasons}")
+            if report is not None:
+                write_corpus_report(report, result.skipped)
+            shown = "\n".join(f"  {s}: {r.splitlines()[0]}" for s, r in result.skipped[:10])
+            more = f"\n  ... and {len(result.skipped) - 10} more" if len(result.skipped) > 10 else ""
+            where = (f"\nall {len(result.skipped)} listed with their reasons in {report}" if report is not None
+                     else "\n(--report FILE.csv lists them all)" if len(result.skipped) > 10 else "")
+            raise DataError(f"no structure with a dense zone in {', '.join(map(str, sources))}\n"
+                            f"{len(result.skipped)} left out:\n{shown}{more}{where}")
         writer.close()
-        report.num_structures = len(writer.names)
-        report.num_zones = int(writer.zone_offset[-1])
-        report.num_atoms = int(writer.atom_offset[-1])
-    report.elapsed_s = time.monotonic() - started
-    return report
+        result.num_structures = len(writer.names)
+        result.num_zones = int(writer.zone_offset[-1])
+        result.num_atoms = int(writer.atom_offset[-1])
+    if report is not None:
+        write_corpus_report(report, result.skipped)
+    result.elapsed_s = time.monotonic() - started
+    return result
 
 
 def write_corpus_report(path: Path, skipped: list[tuple[str, str]]) -> None:
-    """Write the structures left out as CSV (columns source, reason), atomically."""
+    """Write the structures left out as CSV (columns source, reason), atomically.
+
+    Raises:
+        DataError: if the file cannot be written.
+    """
     import csv
 
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("source", "reason"))
-        writer.writerows(skipped)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(("source", "reason"))
+            writer.writerows(skipped)
+    except OSError as error:
+        raise DataError(f"cannot write the corpus report {path}: {error.strerror or error}") from None
 
 
 class Corpus:
@@ -415,16 +437,24 @@ class Corpus:
             if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
                 raise DataError(f"{self.path} has corpus format version {f.attrs['format_version']}; "
                                 f"this lba reads up to {FORMAT_VERSION}")
-            values = {name: f.attrs[name].item() for name in _SETTINGS_ATTRS}
-            if values["density_radius_A"] != values["density_radius_A"]:  # NaN stands for None
-                values["density_radius_A"] = None
-            self.settings = ZoneSettings(**values)
-            s = f["structures"]
-            self.names = s["name"].asstr()[...].astype(str)
-            self.sources = s["source"].asstr()[...].astype(str)
-            self.atom_offset = s["atom_offset"][...]
-            self.zone_offset = s["zone_offset"][...]
-            self.chain_offset = s["chain_offset"][...]
+            try:
+                values = {name: f.attrs[name].item() for name in _SETTINGS_ATTRS}
+                if values["density_radius_A"] != values["density_radius_A"]:  # NaN stands for None
+                    values["density_radius_A"] = None
+                self.settings = ZoneSettings(**values)
+                s = f["structures"]
+                self.names = s["name"].asstr()[...].astype(str)
+                self.sources = s["source"].asstr()[...].astype(str)
+                self.atom_offset = s["atom_offset"][...]
+                self.zone_offset = s["zone_offset"][...]
+                self.chain_offset = s["chain_offset"][...]
+                missing = [name for name in (*_READ_DATASETS, "chains/sequence") if name not in f]
+            except (KeyError, OSError, ValueError, TypeError) as error:
+                raise DataError(f"{self.path} is a damaged lba corpus: {error}\n"
+                                "do: rebuild it with lba corpus") from None
+            if missing:
+                raise DataError(f"{self.path} is a damaged lba corpus: no {', '.join(missing)}\n"
+                                "do: rebuild it with lba corpus")
         self._file = None
         self._pid: int | None = None
         self._datasets: dict[str, Any] = {}

@@ -55,12 +55,14 @@ class EvaluationResult:
     data_path: Path | None = None
 
     def as_row(self, label: str) -> dict[str, object]:
-        """One table row: run, label, split, n, then each metric and its interval as ``[lo, hi]``."""
+        """One table row: run, label, split, n, each metric, then each metric's interval as
+        ``<metric>_ci_low`` and ``<metric>_ci_high`` (unrounded, as every value of the row)."""
         row: dict[str, object] = {"run": self.run_id, "label": label, "split": self.split, "n": int(self.metrics["n"])}
         for metric in REGRESSION_METRICS:
-            lo, hi = self.intervals[metric.name]
             row[metric.name] = self.metrics[metric.name]
-            row[f"{metric.name}_ci"] = f"[{lo:.2f}, {hi:.2f}]"
+        for metric in REGRESSION_METRICS:
+            row[f"{metric.name}_ci_low"], row[f"{metric.name}_ci_high"] = (float(v) for v in
+                                                                         self.intervals[metric.name])
         return row
 
 

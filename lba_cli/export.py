@@ -32,6 +32,7 @@ from lba_cli.choices import SPLITS, RunKind
 from lba_cli.errors import DataError, LbaError, StoreError
 from lba_cli.model_card import make_model_card
 from lba_cli.runs import Run, RunStore
+from lba_cli.runs.store import read_run_json
 
 __all__ = ["ExportedModel", "ExportResult", "export_run", "read_export", "is_export_dir", "file_sha256",
            "package_versions", "check_run_data", "EXPORT_FORMAT", "EXPORT_FORMAT_VERSION", "WEIGHTS_NAME"]
@@ -104,16 +105,15 @@ def read_export(path: Path) -> ExportedModel:
 
     Raises:
         DataError: if the folder is not an `lba export` folder or is of a newer format.
+        StoreError: naming its ``export.json`` or ``config.json`` when that is missing, empty
+            or not a JSON object.
     """
     path = Path(path)
     if not is_export_dir(path):
         raise DataError(f"{path} is not an exported lba model\nexpected: a folder written by `lba export RUN DIR` "
                         f"({WEIGHTS_NAME}, {CONFIG_NAME}, {MANIFEST_NAME})")
-    try:
-        manifest = json.loads((path / MANIFEST_NAME).read_text())
-        config = json.loads((path / CONFIG_NAME).read_text())
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read the exported model {path}: {error}") from None
+    manifest = read_run_json(path / MANIFEST_NAME)  # one line naming the file: missing, empty, not JSON
+    config = read_run_json(path / CONFIG_NAME)
     if manifest.get("format") != EXPORT_FORMAT or int(manifest.get("format_version", 0)) > EXPORT_FORMAT_VERSION:
         raise DataError(f"{path / MANIFEST_NAME}: format {manifest.get('format')!r} version "
                         f"{manifest.get('format_version')!r}\nexpected: {EXPORT_FORMAT} up to version "

@@ -100,7 +100,9 @@ def test_pipeline_end_to_end(tmp_path, tiny_pdbbind, bm5_subset, monkeypatch):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [r["label"] for r in rows] == ["random", "1-2-20", "baseline: train mean", "baseline: heavy atoms"]
-    assert all(r["n"] >= 1 and r["rmse"] > 0 and r["rmse_ci"].startswith("[") for r in rows)
+    assert all(r["n"] >= 1 and r["rmse"] > 0 for r in rows)
+    # intervals as unrounded numbers (null where a tiny split has none)
+    assert all(r["rmse_ci_low"] is None or r["rmse_ci_low"] <= r["rmse"] <= r["rmse_ci_high"] for r in rows)
 
     figure = tmp_path / "curves.png"
     result = invoke("plot", *sorted(str(p) for p in runs.iterdir()), "-o", figure, "--runs-dir", runs)
@@ -176,6 +178,10 @@ def test_tags_and_list_filters(tmp_path, tiny_h5, monkeypatch):
     listed = json.loads(invoke("runs", "list", "--tag", "baseline", "--format", "json").stdout)
     assert [r["name"] for r in listed] == ["a"]
     assert json.loads(invoke("runs", "list", "--status", "completed", "--format", "json").stdout).__len__() == 2
+    # text, not Rich markup: a tag in brackets is printed whole, by tag, show and the list table
+    assert "[wip]" in invoke("runs", "tag", "b", "[wip]").stdout
+    assert "[wip]" in invoke("runs", "show", "b").stdout
+    assert "[wip]" in invoke("runs", "list", "--tag", "[wip]").stdout
 
 
 @pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])

@@ -91,3 +91,32 @@ def test_whole_protein_voxelize_files_give_their_training_split_only(tmp_path, b
     assert list(Corpus(report.output).names) == ["aaaa"]
     reasons = dict(report.skipped)
     assert "never used for pre-training" in reasons[f"{path}#bbbb"] and f"{path}#cccc" in reasons
+
+
+def test_nothing_with_a_zone_still_writes_the_report(tmp_path):
+    """As lba voxelize --report: when every structure is left out, the report lists each with
+    its reason although no corpus is written; the error names them."""
+    tiny = write_block_pdb(tmp_path / "tiny.pdb", edge_A=12.0)
+    (tmp_path / "broken.pdb").write_text("not a structure\n")
+    report = tmp_path / "left_out.csv"
+    with pytest.raises(DataError, match="2 left out") as error:
+        build_corpus([tiny, tmp_path / "broken.pdb"], tmp_path / "c.h5", workers=1, report=report)
+    assert f"listed with their reasons in {report}" in str(error.value)
+    assert not (tmp_path / "c.h5").exists()
+    lines = report.read_text().splitlines()
+    assert lines[0] == "source,reason" and len(lines) == 3 and "no zone" in report.read_text()
+
+
+def test_a_damaged_corpus_is_named_not_a_traceback(tmp_path, bm5_corpus):
+    import h5py
+
+    hollow = tmp_path / "hollow.h5"
+    with h5py.File(hollow, "w") as f:  # the corpus's mark, nothing else (an interrupted hand-made copy)
+        f.attrs["format"] = "lba-corpus"
+        f.attrs["format_version"] = 1
+    with pytest.raises(DataError, match="hollow.h5 is a damaged lba corpus"):
+        Corpus(hollow)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(bm5_corpus.read_bytes()[:4096])
+    with pytest.raises(DataError, match="truncated.h5"):
+        Corpus(truncated)

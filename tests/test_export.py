@@ -128,3 +128,28 @@ def test_export_refuses_an_existing_folder_and_predict_a_non_export(trained, tmp
     (tmp_path / "future" / "export.json").write_text(json.dumps({**manifest, "format_version": 99}))
     result = invoke("predict", tmp_path / "future", tmp_path / "m.csv", "--runs-dir", runs)
     assert result.exit_code == 1 and "a newer lba wrote it?" in result.output
+
+
+LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 12345\n".format("0" * 64)
+
+
+@pytest.mark.parametrize("damaged,damage,message", [
+    ("model.safetensors", LFS_POINTER, "model.safetensors is not weights but a Git LFS pointer"),
+    ("model.safetensors", "", "model.safetensors is empty (0 bytes)"),
+    ("config.json", LFS_POINTER, "config.json is not valid JSON"),
+    ("export.json", "", "export.json is empty"),
+])
+def test_a_damaged_exported_model_is_named_in_one_line(trained, coarse_h5, tmp_path, manifest, damaged, damage,
+                                                       message):
+    """Files of an exported folder that are not what they claim (a clone without large-file
+    support, an interrupted copy): one line naming the file, for predict and finetune --init."""
+    runs, exported = trained
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in exported.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    (copy / damaged).write_text(damage)
+    for args in (("predict", copy, manifest), ("finetune", coarse_h5, "--init", copy, *TINY_MODEL)):
+        result = invoke(*args, "--runs-dir", runs)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert message in " ".join(result.output.split()) and str(copy / damaged) in result.output.replace("\n", "")

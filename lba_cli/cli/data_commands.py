@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from lba_cli.choices import LabelUnit, SourceFormat, SplitKind
 from lba_cli.cli.common import Quiet, friendly_errors, print_reading_report, reading_status, stderr, stdout
@@ -78,7 +79,7 @@ def voxelize(
     print_reading_report(result.messages, result.notes, result.skipped)
     counts = ", ".join(f"{split} {n}" for split, n in result.counts.items())
     stdout.print(f"wrote {result.output}: {result.num_written} complexes ({counts}; split {result.split_kind}); "
-                 f"{len(result.skipped)} skipped; {len(result.notes)} read with notes", highlight=False)
+                 f"{len(result.skipped)} skipped; {len(result.notes)} read with notes", highlight=False, markup=False)
     proteins = ", ".join(f"{k} {v}" for k, v in result.leakage.items())
     ligands = ", ".join(f"{k} {v}" for k, v in result.ligand_leakage.items())
     unknown = (f" [yellow](incomplete: {result.unknown_proteins} complexes have no protein identity)[/]"
@@ -107,7 +108,8 @@ def corpus(
     workers: Annotated[Optional[int], typer.Option("--workers", help="Reading processes (default: all CPUs).",
                                                    rich_help_panel="System", show_default=False)] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the structures left out to this CSV "
-                                                                    "(source, reason).", dir_okay=False,
+                                                                    "(source, reason; also when none has a zone).",
+                                                   dir_okay=False,
                                                    rich_help_panel="Data")] = None,
     quiet: Quiet = False,
 ) -> None:
@@ -118,7 +120,7 @@ def corpus(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from lba_cli.config import GridConfig
-    from lba_cli.corpus import build_corpus, write_corpus_report
+    from lba_cli.corpus import build_corpus
     from lba_cli.zones import ZoneSettings
 
     grid = GridConfig(**config_overrides(corpus, locals()).get("grid", {}))
@@ -130,22 +132,20 @@ def corpus(
         task = progress.add_task("", total=None)
 
         def seen(done: int, total: int, source: str) -> None:
-            progress.update(task, completed=done, total=total, description=Path(source).name)
+            progress.update(task, completed=done, total=total, description=escape(Path(source).name))
 
-        result = build_corpus(sources, output, settings, workers=workers, on_structure=seen)
+        result = build_corpus(sources, output, settings, workers=workers, on_structure=seen, report=report)
     shown = 20
     for source, reason in result.skipped[:shown]:
-        stderr.print(f"[yellow]left out[/] {source}: {reason}", highlight=False)
+        stderr.print(f"[yellow]left out[/] {escape(str(source))}: {escape(reason)}", highlight=False)
     if len(result.skipped) > shown:
-        stderr.print(f"[yellow]... and {len(result.skipped) - shown} more[/]"
-                     + (f" (all in {report})" if report is not None else " (--report FILE.csv lists them all)"),
+        where = f" (all in {escape(str(report))})" if report is not None else " (--report FILE.csv lists them all)"
+        stderr.print(f"[yellow]... and {len(result.skipped) - shown} more[/]" + where,
                      highlight=False)
-    if report is not None:
-        write_corpus_report(report, result.skipped)
     rate = (result.num_structures + len(result.skipped)) / max(result.elapsed_s, 1e-9)
     stdout.print(f"wrote {result.output}: {result.num_structures} structures, {result.num_zones} zones, "
                  f"{result.num_atoms} atoms; {len(result.skipped)} left out; {result.elapsed_s:.1f} s "
-                 f"({rate:.1f} structures/s)", highlight=False)
+                 f"({rate:.1f} structures/s)", highlight=False, markup=False)
 
 
 class Dataset(str, Enum):
@@ -178,5 +178,5 @@ def download(
             progress.update(task, completed=done, total=total or None)
 
         root = download_atom3d_lba(split, output, record_url or ATOM3D_RECORD_URL, update)
-    stdout.print(str(root), highlight=False)
-    stderr.print(f"next: lba voxelize {root} -o lba_{split}.h5", highlight=False)
+    stdout.print(str(root), highlight=False, markup=False)
+    stderr.print(f"next: lba voxelize {root} -o lba_{split}.h5", highlight=False, markup=False)

@@ -90,7 +90,7 @@ def predict(
         raise typer.BadParameter("give the complexes to predict after the models (e.g. PROTEIN LIGANDS.sdf or "
                                  "manifest.csv)", param_hint="SOURCES")
     predictors = resolve_predictors(store, refs, group)
-    stderr.print(f"models: {', '.join(p.label for p in predictors)}", highlight=False)
+    stderr.print(f"models: {', '.join(p.label for p in predictors)}", highlight=False, markup=False)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=stderr, disable=quiet or not stderr.is_terminal, transient=True) as progress:
         reading = progress.add_task("reading complexes", total=None)
@@ -115,16 +115,16 @@ def predict(
     sdf_path = sdf or (output.with_suffix(".sdf") if output is not None else None)
     if result.series_sdfs and sdf_path is not None:
         written = write_series_sdf(result.series_sdfs[0], result.frame, result.skipped, sdf_path)
-        stderr.print(f"wrote {sdf_path}: {written} records with lba_predicted_pk", highlight=False)
+        stderr.print(f"wrote {sdf_path}: {written} records with lba_predicted_pk", highlight=False, markup=False)
     elif sdf is not None:
         stderr.print("[yellow]note:[/] --sdf applies to a series (PROTEIN LIGANDS.sdf); no SDF written",
                      highlight=False)
     summary = (f"{result.frame.height} complexes predicted by {len(predictors)} model(s)"
                + (f" x {tta} rotations" if tta else "") + f"; {len(result.skipped)} skipped")
     if output is not None:
-        stdout.print(f"wrote {output}: {summary}", highlight=False)
+        stdout.print(f"wrote {output}: {summary}", highlight=False, markup=False)
     else:
-        stderr.print(summary, highlight=False)
+        stderr.print(summary, highlight=False, markup=False)
 
 
 @friendly_errors
@@ -147,7 +147,7 @@ def export(
     manifest = result.manifest
     data = manifest.get("training_data") or {}
     if manifest["run"]["kind"] == "finetune" and not data.get("sha256"):
-        stderr.print(f"[yellow]warning:[/] training data {data.get('path')} not found: the model card gives no hash "
-                     "or split sizes", highlight=False)
+        stderr.print(f"[yellow]warning:[/] training data {escape(str(data.get('path')))} not found: the model card "
+                     "gives no hash or split sizes", highlight=False)
     stderr.print(f"exported run {manifest['run']['id']} ({manifest['parameters']:,} parameters)", highlight=False)
-    stdout.print(str(result.path), highlight=False)
+    stdout.print(str(result.path), highlight=False, markup=False)

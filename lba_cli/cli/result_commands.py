@@ -10,8 +10,23 @@ import typer
 from rich.markup import escape
 
 from lba_cli.choices import HEADLINE_METRICS, EvaluationSplit, RunKind, SplitName
-from lba_cli.cli.common import OutputFormat, RunsDir, friendly_errors, render_frame, stderr, stdout, store_from
+from lba_cli.cli.common import (
+    Ci,
+    Columns,
+    Metrics,
+    OutputFormat,
+    RunsDir,
+    TableLayout,
+    friendly_errors,
+    known_run_ids,
+    render_frame,
+    stderr,
+    stdout,
+    store_from,
+    table_view,
+)
 from lba_cli.cli.options import Finetune
+from lba_cli.cli.tables import Layout, pick_columns
 
 _DEFAULT_PANELS = "Pre-training and fine-tuning runs get panels of their own (default: " + "; ".join(
     f"{kind.value}: {', '.join(names)}" for kind, names in HEADLINE_METRICS.items()) + ")."
@@ -46,6 +61,10 @@ def evaluate(
                                                  exists=True, dir_okay=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     device: Finetune("--device") = None,
+    ci: Ci = False,
+    columns: Columns = None,
+    metrics: Metrics = None,
+    layout: TableLayout = Layout.auto,
     runs_dir: RunsDir = None,
 ) -> None:
     """Whole-split MAE, RMSE, Pearson r and Spearman ρ of fine-tuned runs; saves predictions.
@@ -73,7 +92,7 @@ def evaluate(
                          "far",
                          highlight=False)
         result = evaluate_run(store, str(run.path), split.value if split else None, data, device or "auto")
-        stderr.print(f"predictions: {result.path}", highlight=False)
+        stderr.print(f"predictions: {result.path}", highlight=False, markup=False)
         if result.metrics["n"] < MIN_CORRELATION_SIZE:
             stderr.print(f"[yellow]note:[/] {result.split} has {int(result.metrics['n'])} complex(es): correlations "
                          f"need at least {MIN_CORRELATION_SIZE} and are undefined (nan)", highlight=False)
@@ -86,7 +105,8 @@ def evaluate(
                                                                                 train_path=train_path))
     splits = sorted({result.split for _, result in results})
     render_frame(pl.DataFrame([r.as_row(label) for label, r in results]), fmt,
-                 title=f"{', '.join(splits)} metrics (95 % bootstrap intervals)")
+                 title=f"{', '.join(splits)} metrics" + (" (95 % bootstrap intervals)" if ci else ""),
+                 view=table_view(columns, metrics, ci, layout), known_ids=known_run_ids(store))
 
 
 @friendly_errors
@@ -146,7 +166,7 @@ def plot(
                          highlight=False)
         figure = plot_scatter(pl.concat(parts), f"{split.value} split\n" + "\n".join(scores))
     path = save_plot(figure, output, width, height)
-    stdout.print(str(path), highlight=False)
+    stdout.print(str(path), highlight=False, markup=False)
 
 
 @friendly_errors
@@ -158,6 +178,9 @@ def compare(
     show_all: Annotated[bool, typer.Option("--all", help="Show every setting, not only those that differ.")] = False,
     group: Annotated[bool, typer.Option(
         "--group", help="One row per replicate group (runs differing only in seed): mean ± std.")] = False,
+    columns: Columns = None,
+    metrics: Metrics = None,
+    layout: TableLayout = Layout.auto,
     runs_dir: RunsDir = None,
 ) -> None:
     """One row per run: the settings that differ, best epoch and metrics.
@@ -166,10 +189,14 @@ def compare(
     """
     from lba_cli.compare import compare_runs
 
-    result = compare_runs(store_from(runs_dir), runs, sort=sort, show_all=show_all, group_replicates=group)
+    store = store_from(runs_dir)
+    result = compare_runs(store, runs, sort=sort, show_all=show_all, group_replicates=group)
     _report_skipped(result.skipped)
+    view = table_view(columns, metrics, layout=layout)
     if fmt is OutputFormat.table:
+        pick_columns(result.table, view)  # a --columns or --metrics name must be in one of the tables
+        known = known_run_ids(store)
         for kind, table in result.tables.items():
-            render_frame(table, fmt, title=f"{kind} runs")
+            render_frame(table.drop("kind"), fmt, title=f"{kind} runs", view=view, known_ids=known, strict=False)
     else:
-        render_frame(result.table, fmt)
+        render_frame(result.table, fmt, view=view)

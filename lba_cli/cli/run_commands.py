@@ -12,15 +12,20 @@ from rich.markup import escape
 
 from lba_cli.choices import RunKind, RunStatus
 from lba_cli.cli.common import (
+    Columns,
     OutputFormat,
     RunsDir,
+    TableLayout,
     dump_json,
     friendly_errors,
+    known_run_ids,
     render_frame,
     stderr,
     stdout,
     store_from,
+    table_view,
 )
+from lba_cli.cli.tables import Layout, format_number
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, inspect, tag, remove and re-index runs.")
 
@@ -39,6 +44,8 @@ def list_runs(
                                                      help="Only runs with this tag (repeat: all of them).")] = None,
     status: Annotated[Optional[RunStatus], typer.Option("--status", help="Only runs with this status.")] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    columns: Columns = None,
+    layout: TableLayout = Layout.rows,
     runs_dir: RunsDir = None,
 ) -> None:
     """List runs, oldest first.
@@ -48,7 +55,8 @@ def list_runs(
     import polars as pl
 
     rows = []
-    found = store_from(runs_dir).index_rows(kind=kind.value if kind else None, name_contains=name, tags=tag or (),
+    store = store_from(runs_dir)
+    found = store.index_rows(kind=kind.value if kind else None, name_contains=name, tags=tag or (),
                                             status=status.value if status else None)
     for row in found:
         metrics = json.loads(row["metrics_json"] or "{}")
@@ -56,7 +64,9 @@ def list_runs(
                      "created_at": row["created_at"], "best_epoch": row["best_epoch"], "parent": row["parent_id"] or "",
                      "tags": " ".join(row["tags"]),
                      "val/loss": metrics.get("val/loss"), "test/rmse": metrics.get("test/rmse")})
-    render_frame(pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"id": []}), fmt, title="runs")
+    render_frame(pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"id": []}), fmt, title="runs",
+                 view=table_view(columns, layout=layout), known_ids=known_run_ids(store),
+                 hide_first=("created_at", "tags", "parent"))
     _warn_damaged(found)
 
 
@@ -85,25 +95,19 @@ def show(
             "files": sorted(str(p.relative_to(found.path)) for p in found.path.rglob("*") if p.is_file()
                             and not p.name.startswith("."))}
     if fmt is ShowFormat.table:
-        from rich.table import Table
+        import polars as pl
 
         from lba_cli.compare import flatten_config
 
-        table = Table(title=f"run {found.id}", show_header=False)
-        table.add_column("field", style="bold")
-        table.add_column("value", overflow="fold")
         status = info["status"]
-        for key in ("status", "created_at", "started_at", "finished_at", "parent_id", "parent_label", "best_epoch",
-                    "epochs_done", "tags"):
-            if status.get(key) not in (None, [], ""):
-                table.add_row(key, " ".join(status[key]) if isinstance(status[key], list) else str(status[key]))
-        for key, value in sorted(status.get("metrics", {}).items()):
-            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-        for key, value in flatten_config(info["config"]).items():
-            table.add_row(f"config.{key}", str(value))
-        table.add_row("path", info["path"])
-        table.add_row("files", "\n".join(info["files"]))
-        stdout.print(table)
+        rows = [(key, " ".join(status[key]) if isinstance(status[key], list) else str(status[key]))
+                for key in ("status", "created_at", "started_at", "finished_at", "parent_id", "parent_label",
+                            "best_epoch", "epochs_done", "tags") if status.get(key) not in (None, [], "")]
+        rows += [(key, format_number(value)) for key, value in sorted(status.get("metrics", {}).items())]
+        rows += [(f"config.{key}", str(value)) for key, value in flatten_config(info["config"]).items()]
+        rows += [("path", info["path"])] + [("files" if i == 0 else "", name) for i, name in enumerate(info["files"])]
+        render_frame(pl.DataFrame(rows, schema={"field": pl.Utf8, "value": pl.Utf8}, orient="row"), OutputFormat.table,
+                     title=f"run {found.id}", keep=("field", "value"))
     else:
         sys.stdout.write(dump_json(info) + "\n")
 
@@ -146,7 +150,7 @@ def tag(
     found = store.resolve(run)
     result = store.tag(found, add=[t for t in tags if not t.startswith("-")],
                        remove=[t[1:] for t in tags if t.startswith("-")])
-    stdout.print(" ".join(result), highlight=False)
+    stdout.print(" ".join(result), highlight=False, markup=False)
 
 
 @runs_app.command("reindex")

@@ -242,4 +242,4 @@ def sweep(
                  f"{len(plan.seeds) * (1 + 2 * len(settings))} fine-tunings", highlight=False)
     result = run_sweep(plan, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet))
     render_frame(result.table, OutputFormat.table, title=f"sweep {result.group} (mean ± population std over seeds)")
-    stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False)
+    stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False, markup=False)
