@@ -185,7 +185,8 @@ def resume_run(store: RunStore, ref: str | ResumePlan, reporter: Any = None, kin
     payload = None
     if run.checkpoint_path("last").is_file():
         payload = load_checkpoint(run.checkpoint_path("last"), map_location=prepared.device)
-        unwrap(prepared.model).load_state_dict(payload["model"])
+        # With a weight average, `model` is the average and `train_model` the trained weights.
+        unwrap(prepared.model).load_state_dict(payload.get("train_model", payload["model"]))
         optimizer = prepared.optimizer
         fresh = [{k: group[k] for k in ("lr", "weight_decay")} for group in optimizer.param_groups]
         optimizer.load_state_dict(payload["optimizer"])

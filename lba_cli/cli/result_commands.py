@@ -66,6 +66,9 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file (default: the run's own).",
                                                  exists=True, dir_okay=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    ensemble: Annotated[bool, typer.Option(
+        "--ensemble", help="Also one row per replicate group (runs differing only in seed): the metrics of the "
+                           "runs' mean prediction, and the per-run mean ± std (ddof 1).")] = False,
     device: Finetune("--device") = None,
     force: Force = False,
     ci: Ci = False,
@@ -79,6 +82,7 @@ def evaluate(
     Pre-training runs among RUN... (as `runs/*` gives them) are skipped with a note.
 
     Example: [bold]lba evaluate 20261130-101500-ab12 --split test[/]
+    (seed replicates and their ensemble: lba evaluate rand-s0 rand-s1 rand-s2 --ensemble)
     (or every fine-tuning run: lba evaluate runs/*; on an outside data set, every complex of it:
     lba evaluate RUN --data other.h5)
     """
@@ -102,7 +106,7 @@ def evaluate(
                                (f" ({len(skipped)} skipped, see above)" if skipped else "") +
                                "\nexpected: fine-tuning runs (lba runs list --kind finetune)")
     labels, _ = labels_for(found, store)
-    results, scored = [], {}
+    results, scored, evaluated = [], {}, []
     for run, label in zip(found, labels):
         if run.status["status"] != "completed":
             stderr.print(f"[yellow]warning:[/] run {run.id} is {run.status['status']}: evaluating its best epoch so "
@@ -120,17 +124,23 @@ def evaluate(
             stderr.print(f"[yellow]note:[/] {result.split} has {int(result.metrics['n'])} complex(es): correlations "
                          f"need at least {MIN_CORRELATION_SIZE} and are undefined (nan)", highlight=False)
         results.append((label, run.name, result))
+        evaluated.append((run, result))
         own = Path(run.config["finetune"]["data_path"]).resolve()
         # the baselines are fitted on the training split the run learnt from, and scored on the same complexes
         scored.setdefault((result.data_path.resolve(), result.split, own), None)
+    rows = [r.as_row(label, name) for label, name, r in results]
+    if ensemble:
+        from lba_cli.evaluate import ensemble_rows
+
+        rows.extend(ensemble_rows(store, evaluated))
     for path, split_name, train_path in scored:
         # one set of baseline rows per distinct data set, named by it when there are several
         where = "" if len(scored) == 1 else f" ({path.name} {split_name}" + (
             f", fitted on {train_path.name}" if train_path != path else "") + ")"
-        results.extend((result.run_id + where, None, result) for result in evaluate_baselines(
-            path, split_name, train_path=train_path))
-    splits = sorted({result.split for _, _, result in results})
-    render_frame(pl.DataFrame([r.as_row(label, name) for label, name, r in results]), fmt,
+        rows.extend(result.as_row(result.run_id + where) for result in evaluate_baselines(path, split_name,
+                                                                                          train_path=train_path))
+    splits = sorted({str(row["split"]) for row in rows})
+    render_frame(pl.DataFrame(rows, infer_schema_length=None), fmt,
                  title=f"{', '.join(splits)} metrics" + (" (95 % bootstrap intervals)" if ci else ""),
                  view=table_view(columns, metrics, ci, layout), known_ids=known_run_ids(store))
 

@@ -131,11 +131,17 @@ def pretrain(
     width: Pretrain("--width") = None,
     bottleneck_divisor: Pretrain("--bottleneck-divisor") = None,
     blocks: Pretrain("--blocks") = None,
+    pair_head: Pretrain("--pair-head") = None,
     dropout: Pretrain("--dropout") = None,
     epochs: Pretrain("--epochs") = None,
     batch_size: Pretrain("--batch-size") = None,
     lr: Pretrain("--lr") = None,
     weight_decay: Pretrain("--weight-decay") = None,
+    schedule: Pretrain("--schedule") = None,
+    warmup_epochs: Pretrain("--warmup-epochs") = None,
+    clip_grad_norm: Pretrain("--clip-grad-norm") = None,
+    ema: Pretrain("--ema") = None,
+    precise_bn: Pretrain("--precise-bn") = None,
     patience: Pretrain("--patience") = None,
     seed: Pretrain("--seed") = None,
     device: Pretrain("--device") = None,
@@ -164,6 +170,7 @@ def finetune(
     freeze: Finetune("--freeze") = None,
     unfreeze_after: Finetune("--unfreeze-after") = None,
     rotate: Finetune("--rotate") = None,
+    standardize_targets: Finetune("--standardize-targets") = None,
     arch: Finetune("--arch") = None,
     width: Finetune("--width") = None,
     bottleneck_divisor: Finetune("--bottleneck-divisor") = None,
@@ -175,6 +182,11 @@ def finetune(
     lr: Finetune("--lr") = None,
     encoder_lr_scale: Finetune("--encoder-lr-scale") = None,
     weight_decay: Finetune("--weight-decay") = None,
+    schedule: Finetune("--schedule") = None,
+    warmup_epochs: Finetune("--warmup-epochs") = None,
+    clip_grad_norm: Finetune("--clip-grad-norm") = None,
+    ema: Finetune("--ema") = None,
+    precise_bn: Finetune("--precise-bn") = None,
     patience: Finetune("--patience") = None,
     seed: Finetune("--seed") = None,
     seeds: Seeds = None,
@@ -256,5 +268,6 @@ def sweep(
                  f"{len(plan.seeds) * (1 + 2 * len(settings))} fine-tunings", highlight=False)
     result = run_sweep(plan, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet))
     render_frame(result.table, OutputFormat.table,
-                 title=f"sweep {result.group} (mean and sample std, ddof 1, over seeds; std blank for one seed)")
+                 title=f"sweep {result.group} (mean ± sample std over seeds, ddof 1, blank for one seed; ens: the "
+                       "seeds' mean prediction)")
     stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False, markup=False)
