@@ -60,6 +60,8 @@ def _tiny(args: list[str], data: dict[str, str]) -> list[str]:
     for arg in args:
         for written, tiny in data.items():
             arg = arg.replace(written, tiny)
+        if arg.startswith("configs/"):  # the repository's config files, wherever the tour runs
+            arg = str(REPO / arg)
         out.append(arg.replace("../shared/data", shared))
     command = out[0]
     resume = "--resume" in out
