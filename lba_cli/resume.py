@@ -188,7 +188,9 @@ def resume_run(store: RunStore, ref: str | ResumePlan, reporter: Any = None, kin
         # With a weight average, `model` is the average and `train_model` the trained weights.
         unwrap(prepared.model).load_state_dict(payload.get("train_model", payload["model"]))
         optimizer = prepared.optimizer
-        fresh = [{k: group[k] for k in ("lr", "weight_decay")} for group in optimizer.param_groups]
+        # the schedule scales each group's base_lr (`lba_cli.optim.set_lr`): it changes with lr
+        fresh = [{k: group[k] for k in ("lr", "base_lr", "weight_decay") if k in group}
+                 for group in optimizer.param_groups]
         optimizer.load_state_dict(payload["optimizer"])
         if {"train.lr", "train.weight_decay"} & set(plan.changes):  # the new values, from the next step on
             for group, values in zip(optimizer.param_groups, fresh):
