@@ -334,6 +334,10 @@ class ModelConfig:
         blocks: residual blocks per stage (ResNets; the first of each stage halves the grid).
         dropout: dropout probability in the head(s).
         head_hidden: hidden units of the regression head.
+        pair_head: the neighbor-location head (pre-training only): ``faces`` scores each face
+            from the two views' last feature maps at the faces that would touch
+            (`lba_cli.models.heads.FacePairHead`); ``pooled`` classifies the two pooled feature
+            vectors. Fine-tuning uses the encoder's pooled features either way.
     """
 
     arch: str | None = field(default=None, metadata=option(
@@ -351,6 +355,9 @@ class ModelConfig:
     dropout: float = field(default=0.5, metadata=option("--dropout", "Dropout probability in the head(s).", "Model"))
     head_hidden: int = field(default=256, metadata=option(
         "--head-hidden", "Hidden units of the regression head.", "Model"))
+    pair_head: str = field(default="faces", metadata=option(
+        "--pair-head", "Neighbor-location head: faces (features where the views' faces touch) or pooled "
+        "(pooled features of both views).", "Model"))
 
     def __post_init__(self) -> None:
         _check_own_types(self)
@@ -365,6 +372,7 @@ class ModelConfig:
         _check(self, self.blocks is None or 1 <= self.blocks <= 8, "blocks", self.blocks, "an integer in [1, 8]")
         _check(self, 0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a probability in [0, 1)")
         _check(self, self.head_hidden >= 1, "head_hidden", self.head_hidden, "an integer >= 1")
+        _check(self, self.pair_head in ("faces", "pooled"), "pair_head", self.pair_head, "faces or pooled")
 
 
 @dataclass(frozen=True)
@@ -633,8 +641,15 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
 
 
 def run_config_from_json(data: dict[str, Any]) -> RunConfig:
-    """Rebuild a `RunConfig` from a run's ``config.json`` (ignores the provenance fields)."""
-    return config_from_dict({k: v for k, v in data.items() if k not in _PROVENANCE})
+    """Rebuild a `RunConfig` from a run's ``config.json`` (ignores the provenance fields).
+
+    Runs recorded before ``model.pair_head`` existed used the pooled pair head, and are
+    rebuilt with it (so their checkpoints still load).
+    """
+    data = {k: v for k, v in data.items() if k not in _PROVENANCE}
+    if isinstance(data.get("model"), dict) and "pair_head" not in data["model"]:
+        data["model"] = {**data["model"], "pair_head": "pooled"}
+    return config_from_dict(data)
 
 
 _PROVENANCE = ("lba_version", "git_sha")

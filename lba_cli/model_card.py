@@ -166,6 +166,7 @@ def make_model_card(manifest: dict[str, Any], config: dict[str, Any]) -> str:
         parts += ["", "## Pre-training task", "",
                   _table(["", ""], [["padding", f"{task.get('pad_min_A')}–{task.get('pad_max_A')} Å"],
                                     ["maximum turn", f"{task.get('angle_deg')}°"],
+                                    ["pair head", f"`{(config.get('model') or {}).get('pair_head', 'pooled')}`"],
                                     ["structure sources", str(len(manifest.get("structures") or []))],
                                     *([k, _num(v)] for k, v in sorted((manifest.get("metrics") or {}).items()))])]
     parts += ["", "## Software", "",

@@ -119,6 +119,17 @@ def test_round_trips_through_json_and_toml(tmp_path):
     assert build_run_config("finetune", path, {}) == config
 
 
+def test_runs_recorded_before_the_pair_head_option_keep_the_pooled_head():
+    from lba_cli.config import run_config_from_json
+
+    recorded = config_to_dict(RunConfig(kind="pretrain", structures=("s.h5",), neighbor=NeighborConfig(),
+                                        model=ModelConfig(arch="cnn")))
+    del recorded["model"]["pair_head"]
+    assert run_config_from_json(recorded).model.pair_head == "pooled"
+    recorded["model"]["pair_head"] = "faces"
+    assert run_config_from_json(recorded).model.pair_head == "faces"
+
+
 def test_difficulty_labels_and_id_files(tmp_path):
     task = NeighborConfig(pad_min_A=1.0, pad_max_A=6.0, angle_deg=20.0)
     assert task.label == "1-6-20" and NeighborConfig.parse_label(task.label) == (1.0, 6.0, 20.0)

@@ -123,6 +123,7 @@ def pretrain(
     width: Pretrain("--width") = None,
     bottleneck_divisor: Pretrain("--bottleneck-divisor") = None,
     blocks: Pretrain("--blocks") = None,
+    pair_head: Pretrain("--pair-head") = None,
     dropout: Pretrain("--dropout") = None,
     epochs: Pretrain("--epochs") = None,
     batch_size: Pretrain("--batch-size") = None,

@@ -66,5 +66,5 @@ def create_model(config: ModelConfig, in_channels: int, task: str) -> nn.Module:
     if task == "affinity":
         return AffinityModel(encoder, hidden=config.head_hidden, dropout=config.dropout)
     if task == "neighbor":
-        return NeighborModel(encoder, dropout=config.dropout)
+        return NeighborModel(encoder, dropout=config.dropout, pair_head=config.pair_head)
     raise ConfigError(f"unknown task {task!r}\nexpected: affinity or neighbor")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["RegressionHead", "PairClassifierHead", "AffinityModel", "NeighborModel", "NUM_FACES"]
+__all__ = ["RegressionHead", "PairClassifierHead", "FacePairHead", "face_slices", "AffinityModel", "NeighborModel",
+           "NUM_FACES", "PAIR_HEADS"]
 
 NUM_FACES = 6
+PAIR_HEADS = ("faces", "pooled")
+_OPPOSITE_FACE = (1, 0, 3, 2, 5, 4)  # as lba_cli.neighbors.OPPOSITE_FACE (+X, -X, +Y, -Y, +Z, -Z)
 
 
 class RegressionHead(nn.Sequential):
@@ -29,6 +32,51 @@ class PairClassifierHead(nn.Sequential):
     def __init__(self, in_features: int, dropout: float = 0.5, hidden: int = 512) -> None:
         super().__init__(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
                          nn.Linear(hidden, NUM_FACES))
+
+
+def face_slices(maps: torch.Tensor) -> torch.Tensor:
+    """The outer layer of a cubic feature map at each of the 6 box faces.
+
+    Faces are in the order of `lba_cli.neighbors.FACE_DIRECTIONS` (+X, -X, +Y, -Y, +Z, -Z).
+    Each face keeps its two in-plane axes in array order (X before Y before Z), so the slice
+    of face k of one view and of the opposite face of another view in the same frame line up
+    position by position.
+
+    Args:
+        maps: float tensor of shape (B, F, D, D, D).
+
+    Returns:
+        float tensor of shape (B, 6, D * D, F).
+    """
+    faces = (maps[:, :, -1], maps[:, :, 0], maps[:, :, :, -1], maps[:, :, :, 0], maps[:, :, :, :, -1],
+             maps[:, :, :, :, 0])
+    return torch.stack([f.flatten(2) for f in faces], 1).transpose(-1, -2)  # (B, 6, F, D*D) -> (B, 6, D*D, F)
+
+
+class FacePairHead(nn.Module):
+    """Scores face k from the two views' features at the faces that touch when the label is k.
+
+    For each face k and each position p of the outer layer of the encoder's last feature map,
+    the home view's features h at face k and the neighbour's features n at the opposite face
+    (same in-plane position) go through one shared layer, Linear(3F, hidden) on [h, n, h * n]
+    -> ReLU -> Dropout; the mean over positions goes through Linear(hidden, 1). Global average
+    pooling (`PairClassifierHead`) discards where in the box a feature sits, so "what lies at
+    my +X face" can only be read from it indirectly, while the density difference between the
+    views survives pooling; this head is given the position.
+
+    forward(home_maps, neighbor_maps): two (B, F, D, D, D) tensors -> logits (B, 6).
+    """
+
+    def __init__(self, in_features: int, dropout: float = 0.5, hidden: int = 128) -> None:
+        super().__init__()
+        self.local = nn.Sequential(nn.Linear(3 * in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, home_maps: torch.Tensor, neighbor_maps: torch.Tensor) -> torch.Tensor:
+        home = face_slices(home_maps)  # (B, 6, P, F)
+        neighbor = face_slices(neighbor_maps)[:, list(_OPPOSITE_FACE)]
+        pooled = self.local(torch.cat([home, neighbor, home * neighbor], dim=-1)).mean(dim=2)  # (B, 6, hidden)
+        return self.score(pooled).squeeze(-1)  # (B, 6)
 
 
 class AffinityModel(nn.Module):
@@ -60,17 +108,33 @@ class NeighborModel(nn.Module):
     forward(home, neighbor): two float32 tensors (B, C, X, Y, Z) -> logits (B, 6), where
     logit k scores "the neighbour lies across face k of the home view" (see
     `lba_cli.neighbors.FACE_DIRECTIONS`).
+
+    Args:
+        encoder: the shared encoder (with ``forward_spatial`` for the ``faces`` head).
+        dropout: dropout in the head.
+        pair_head: ``faces`` (`FacePairHead`, on the encoder's last feature map) or
+            ``pooled`` (`PairClassifierHead` on the two pooled feature vectors). Either way
+            ``forward_features`` is the encoder's pooled output, which fine-tuning uses.
     """
 
-    def __init__(self, encoder: nn.Module, dropout: float = 0.5) -> None:
+    def __init__(self, encoder: nn.Module, dropout: float = 0.5, pair_head: str = "faces") -> None:
         super().__init__()
+        if pair_head not in PAIR_HEADS:
+            raise ValueError(f"pair_head must be one of {PAIR_HEADS}, got {pair_head!r}")
         self.encoder = encoder
-        self.head = PairClassifierHead(2 * encoder.num_features, dropout)
+        self.pair_head = pair_head
+        if pair_head == "faces":
+            self.head: nn.Module = FacePairHead(encoder.num_features, dropout)
+        else:
+            self.head = PairClassifierHead(2 * encoder.num_features, dropout)
 
     def forward_features(self, grids: torch.Tensor) -> torch.Tensor:
         return self.encoder(grids)
 
     def forward(self, home: torch.Tensor, neighbor: torch.Tensor) -> torch.Tensor:
-        both = self.forward_features(torch.cat([home, neighbor]))  # (2B, C, X, Y, Z) -> (2B, F)
-        pair = torch.cat(both.chunk(2), dim=1)  # (2B, F) -> (B, 2F)
+        both = torch.cat([home, neighbor])  # (2B, C, X, Y, Z)
+        if self.pair_head == "faces":
+            home_maps, neighbor_maps = self.encoder.forward_spatial(both).chunk(2)  # (B, F, D, D, D) each
+            return self.head(home_maps, neighbor_maps)
+        pair = torch.cat(self.forward_features(both).chunk(2), dim=1)  # (2B, F) -> (B, 2F)
         return self.head(pair)

@@ -1,6 +1,9 @@
 """Encoders: the ATOM3D-style 3D CNN and 3D ResNets, built by name through `lba_cli.models.registry`.
 
-Each encoder maps float32 grids (B, C, X, Y, Z) to features (B, F), F = ``num_features``.
+Each encoder maps float32 grids (B, C, X, Y, Z) to features (B, F), F = ``num_features``
+(``forward``: the last feature map averaged over space), and exposes that last map itself,
+(B, F, X', Y', Z'), as ``forward_spatial`` for heads that need to know where in the box a
+feature sits (the neighbor-location face head, `lba_cli.models.heads.FacePairHead`).
 Reference parameter counts (7 input channels, head Linear(F, 128) -> ReLU -> Dropout ->
 Linear(128, 1)), which `tests/test_models.py` reproduces exactly: ``resnet`` 14,190,017;
 ``resnet-bottleneck`` with bottleneck divisor 2: 964,161, divisor 4: 463,745; ``resnet``
@@ -46,9 +49,12 @@ class ResNet3d(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.num_features = widths[-1]
 
+    def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map: (B, C, X, Y, Z) -> (B, F, X', Y', Z') (21 voxels, 4 widths: 3)."""
+        return self.stages(self.stem(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(x))
-        return x.mean(dim=(2, 3, 4))  # (B, F, X, Y, Z) -> (B, F)
+        return self.forward_spatial(x).mean(dim=(2, 3, 4))  # (B, F, X', Y', Z') -> (B, F)
 
 
 class Cnn3d(nn.Module):
@@ -77,8 +83,12 @@ class Cnn3d(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.num_features = widths[-1]
 
+    def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before dropout: (B, C, X, Y, Z) -> (B, F, X', Y', Z')."""
+        return self.features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.features(x).mean(dim=(2, 3, 4)))  # (B, F, X, Y, Z) -> (B, F)
+        return self.dropout(self.forward_spatial(x).mean(dim=(2, 3, 4)))  # (B, F, X', Y', Z') -> (B, F)
 
 
 def make_resnet(in_channels: int, config: ModelConfig) -> nn.Module:
