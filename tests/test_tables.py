@@ -249,7 +249,7 @@ def test_sweep_summary_fits(demo_store, monkeypatch, width):
     console.print(make_table(table, width, title="sweep"))
     text = out.getvalue()
     _fits(text, width)
-    assert_no_number_split(text, _values(*table.to_dicts()))
+    assert_no_number_split(text, _values(*table.to_dicts(), {"seed 0": 0, "seed 1": 1}))  # "seeds: 0 1"
     assert "±" in text  # mean ± std in one column
 
 
