@@ -19,6 +19,7 @@ __all__ = [
     "EvaluationSplit",
     "SplitKind",
     "RunKind",
+    "Schedule",
     "RunStatus",
     "DEVICE_NAMES",
     "is_device_name",
@@ -72,6 +73,14 @@ class RunKind(str, Enum):
 
     pretrain = "pretrain"
     finetune = "finetune"
+
+
+class Schedule(str, Enum):
+    """The learning rate's shape over training, after the warm-up (`lba_cli.optim.lr_factor`)."""
+
+    constant = "constant"
+    cosine = "cosine"
+    onecycle = "onecycle"
 
 
 class RunStatus(str, Enum):

@@ -20,8 +20,7 @@ from lba_cli.metrics import REGRESSION_METRICS, higher_is_better, mean_std
 from lba_cli.runs import INDEX_NAME, Run, RunStore, is_run_dir, looks_like_run_dir
 
 __all__ = ["flatten_config", "run_label", "differing_settings", "collect_runs", "compare_runs", "Comparison",
-           "labels_for",
-           "METRIC_COLUMNS"]
+           "labels_for", "replicate_groups", "ensemble_columns", "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = (*(f"{split}/{m.name}" for split in ("val", "test") for m in REGRESSION_METRICS),
                   "val/accuracy", "val/shortcut_accuracy", "val/slab_shortcut_accuracy", "val/loss")
@@ -63,6 +62,44 @@ def run_label(run: Run, store: RunStore) -> str:
         except LbaError:
             label = f"pretrained {tune['init']}"
     return f"{label} frozen" if tune.get("freeze") else label
+
+
+# Settings in which replicates may differ: the seed, and what does not change a run's result.
+_NOT_REPLICATE = ("name", "lba_version", "git_sha", "train.seed", "train.device", "train.num_workers")
+
+
+def replicate_groups(runs: list[Run], store: RunStore) -> list[tuple[str, list[Run]]]:
+    """Group runs that differ only in their seed (and name, device, worker count).
+
+    Returns:
+        (label, members) per group, in the order of each group's first run (`run_label`).
+    """
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        flat = flatten_config(run.config)
+        key = repr(sorted((k, repr(v)) for k, v in flat.items() if not k.startswith(_NOT_REPLICATE)))
+        groups.setdefault((run_label(run, store), key), []).append(run)
+    return [(label, members) for (label, _), members in groups.items()]
+
+
+def ensemble_columns(members: list[Run], splits: tuple[str, ...] = ("val", "test")) -> dict[str, float | None]:
+    """``<split>/<metric> ens``: each metric of the members' mean prediction (`lba_cli.ensembles`).
+
+    Null for a split where a member has no saved predictions, and for a group of one run.
+    """
+    from lba_cli.ensembles import summarise_replicates
+    from lba_cli.errors import StoreError
+
+    out: dict[str, float | None] = {}
+    for split in splits:
+        names = [f"{split}/{m.name} ens" for m in REGRESSION_METRICS]
+        try:
+            summary = summarise_replicates([r.read_predictions(split) for r in members]) if len(members) > 1 else None
+        except StoreError:
+            summary = None
+        out.update({name: summary.ensemble[m.name] if summary else None
+                    for name, m in zip(names, REGRESSION_METRICS)})
+    return out
 
 
 def differing_settings(configs: list[dict[str, Any]]) -> list[str]:
@@ -139,8 +176,9 @@ def compare_runs(store: RunStore, refs: list[str], *, sort: str | None = None, s
             (`lba_cli.metrics.higher_is_better`), ascending for a setting.
         show_all: show every setting, not only those that differ.
         group_replicates: one row per group of runs that differ only in ``train.seed``,
-            metrics as ``<metric> mean`` and ``<metric> std`` columns (population std,
-            ddof = 0, as ATOM3D reports; std is 0 for a group of one run).
+            metrics as ``<metric> mean`` and ``<metric> std`` columns (sample std, ddof = 1;
+            null for a group of one run), and for fine-tuning, ``<split>/<metric> ens``: the
+            metrics of the group's mean prediction (`ensemble_columns`).
 
     Raises:
         RunNotFoundError: for an unknown reference; LbaError for an unknown sort column.
@@ -181,7 +219,8 @@ def _kind_table(store: RunStore, runs: list[Run], sort: str | None, show_all: bo
                 del r[m]
     table = pl.DataFrame(rows, infer_schema_length=None)
     if group:
-        table = _group(table, [s for s in settings if s != "train.seed"] + ["kind", "label"], present)
+        table = _group(table, [s for s in settings if s != "train.seed"] + ["kind", "label"], present,
+                       {run.id: run for run in runs})
     if sort is not None and sort in table.columns:
         descending = bool(higher_is_better(sort))  # best first; settings ascending
         table = table.sort(sort, descending=descending, nulls_last=True)
@@ -192,7 +231,7 @@ def _cell(value: Any) -> Any:
     return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
 
 
-def _group(table: pl.DataFrame, keys: list[str], metrics: list[str]) -> pl.DataFrame:
+def _group(table: pl.DataFrame, keys: list[str], metrics: list[str], runs: dict[str, Run]) -> pl.DataFrame:
     keys = [k for k in keys if k in table.columns]
     out = []
     for _, group in table.group_by(keys, maintain_order=True):
@@ -203,7 +242,9 @@ def _group(table: pl.DataFrame, keys: list[str], metrics: list[str]) -> pl.DataF
         for m in metrics:
             values = [v for v in group[m].to_list() if v is not None and not (isinstance(v, float) and math.isnan(v))]
             mean, std = mean_std(values) if values else (None, None)
-            row[f"{m} mean"], row[f"{m} std"] = mean, std
+            row[f"{m} mean"], row[f"{m} std"] = mean, std if len(values) > 1 else None  # no spread of one run
+        if row.get("kind") == "finetune":
+            row.update(ensemble_columns([runs[r] for r in group["run"].to_list()]))
         out.append(row)
     return pl.DataFrame(out, infer_schema_length=None)
 

@@ -26,7 +26,7 @@ from lba_cli.seeding import Stream
 from lba_cli.voxel import voxelize_batch
 
 __all__ = ["PREDICTION_SCHEMA", "EvaluationResult", "predict", "evaluate_model", "evaluate_run", "evaluate_baselines",
-           "load_affinity_model", "make_affinity_model", "default_split"]
+           "ensemble_rows", "load_affinity_model", "make_affinity_model", "default_split"]
 
 PREDICTION_SCHEMA = {"id": pl.Utf8, "affinity_pk": pl.Float64, "predicted_pk": pl.Float64}
 _EVAL_BATCH = 32
@@ -232,3 +232,41 @@ def evaluate_baselines(data_path: Path, split: str, grid_set: GridSet | None = N
         results.append(EvaluationResult(f"baseline: {name}", split, metrics, frame, None,
                                         bootstrap_intervals(measured, predicted)))
     return results
+
+
+def ensemble_rows(store: RunStore, evaluated: list[tuple[Run, EvaluationResult]]) -> list[dict[str, object]]:
+    """Table rows of the seed ensembles among evaluated runs (`lba_cli.ensembles`).
+
+    For each group of two or more runs that differ only in their seed
+    (`lba_cli.compare.replicate_groups`), two rows in the layout of `EvaluationResult.as_row`:
+    ``mean ± std of N runs`` (each metric averaged over the runs, and ``<metric> std``: its
+    sample std over the runs, ddof 1; no bootstrap interval), and ``ensemble of N`` (the metrics
+    of the runs' mean prediction per complex, with bootstrap intervals).
+
+    Args:
+        store: the run store (for run labels).
+        evaluated: each run with its `evaluate_run` result, all on the same split.
+
+    Raises:
+        DataError: if the members of a group predicted different complexes.
+    """
+    from lba_cli.compare import replicate_groups
+    from lba_cli.ensembles import summarise_replicates
+
+    by_id = {run.id: result for run, result in evaluated}
+    rows: list[dict[str, object]] = []
+    for label, members in replicate_groups([run for run, _ in evaluated], store):
+        if len(members) < 2:
+            continue
+        results = [by_id[m.id] for m in members]
+        summary = summarise_replicates([r.predictions for r in results])
+        per_run: dict[str, object] = {"run": f"mean ± std of {summary.num_runs} runs", "label": label,
+                                      "split": results[0].split, "n": int(summary.ensemble["n"])}
+        for metric in REGRESSION_METRICS:
+            per_run[metric.name] = summary.mean[metric.name]
+        for metric in REGRESSION_METRICS:
+            per_run[f"{metric.name} std"] = summary.std[metric.name]
+        ensemble = EvaluationResult(f"ensemble of {summary.num_runs}", results[0].split, summary.ensemble,
+                                    summary.predictions, None, summary.intervals)
+        rows.extend([per_run, ensemble.as_row(label)])
+    return rows

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,16 +17,17 @@ from lba_cli.data.dataset import AffinityDataset
 from lba_cli.data.grids_h5 import read_grid_set
 from lba_cli.devices import autocast_context
 from lba_cli.distributed import DistContext, init_distributed, shutdown_distributed, unwrap
-from lba_cli.errors import CheckpointMismatchError, ConfigError
+from lba_cli.errors import CheckpointMismatchError, ConfigError, DataError
 from lba_cli.evaluate import evaluate_model
 from lba_cli.loaders import make_loader
 from lba_cli.models import create_model, resolve_model_config
+from lba_cli.optim import make_optimizer
 from lba_cli.runs import Run, RunStore, utc_now
 from lba_cli.seeding import seed_everything
 from lba_cli.train import NullReporter, Reporter, TaskBase, fit
 from lba_cli.voxel import voxelize_batch
 
-__all__ = ["AffinityTask", "finetune", "finetune_replicates", "prepare_finetune", "finish_finetune",
+__all__ = ["AffinityTask", "finetune", "finetune_replicates", "prepare_finetune", "finish_finetune", "target_scale",
            "ARCHITECTURE_FIELDS", "GRID_FIELDS"]
 
 ARCHITECTURE_FIELDS = ("arch", "widths", "bottleneck_divisor", "blocks")
@@ -34,7 +36,19 @@ GRID_FIELDS = ("box_size_voxels", "resolution_A", "radius_A", "channels", "prote
 
 
 class AffinityTask(TaskBase):
-    """MSE on pK; whole-split validation metrics (MAE, RMSE, Pearson r, Spearman ρ)."""
+    """MSE on standardised pK; whole-split validation metrics (MAE, RMSE, Pearson r, Spearman ρ).
+
+    ``train/loss`` and ``val/loss`` are mean squared errors of ``(pK - mean) / std``, with the
+    training split's mean and std when ``standardize_targets`` is on (else 0 and 1: MSE in
+    pK²); the model itself outputs pK (`lba_cli.models.heads.AffinityModel`).
+
+    Args:
+        target_std_pk: the std that the errors are divided by. Other arguments: `TaskBase`.
+    """
+
+    def __init__(self, *args: Any, target_std_pk: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target_std_pk = target_std_pk
 
     def train_batches(self, epoch: int, skip_batches: int = 0):
         t = self.config.train
@@ -55,13 +69,29 @@ class AffinityTask(TaskBase):
                                batch["is_protein"].to(d), self.config.grid)
         target = batch["affinity_pk"].to(d)
         with autocast_context(d):
-            predicted = model(grids).float()
-        return F.mse_loss(predicted, target), len(target), {}
+            predicted = model(grids)  # (B,) float32 pK: the head runs outside autocast
+        return F.mse_loss(predicted / self.target_std_pk, target / self.target_std_pk), len(target), {}
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         metrics, _ = evaluate_model(model, self.val_set, self.config.grid, self.device)
-        loss = metrics["rmse"] ** 2
+        loss = (metrics["rmse"] / self.target_std_pk) ** 2
         return {"val/loss": loss, **{f"val/{k}": v for k, v in metrics.items() if k != "n"}}
+
+
+def target_scale(affinity_pk: np.ndarray) -> tuple[float, float]:
+    """Mean and population standard deviation of the training split's pK.
+
+    Args:
+        affinity_pk: float array of shape (N,), pK of the training complexes.
+
+    Raises:
+        DataError: with fewer than two complexes or all pK equal (nothing to scale by).
+    """
+    mean, std = float(np.mean(affinity_pk)), float(np.std(affinity_pk))
+    if len(affinity_pk) < 2 or not std > 0:
+        raise DataError(f"cannot standardise the targets: {len(affinity_pk)} training complex(es), pK std {std:g}\n"
+                        "expected: at least two training complexes with different pK, or --no-standardize-targets")
+    return mean, std
 
 
 def _differences(fields: tuple[str, ...], wanted: Any, have: Any) -> list[str]:
@@ -82,6 +112,7 @@ class _Init:
         model: the resolved model config (the parent's architecture, the request's dropout).
         encoder: the encoder's state_dict.
         head: the regression head's state_dict, from an exported affinity model (else None).
+        target_scale: the exported affinity model's pK mean and std (its head's output scale).
         parent: the pre-training run, when the init is one.
         label: how comparisons name the init (the parent's label survives its deletion).
     """
@@ -92,6 +123,7 @@ class _Init:
     head: dict[str, torch.Tensor] | None
     parent: Run | None
     label: str
+    target_scale: tuple[float, float] | None = None
 
 
 def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -126,8 +158,10 @@ def _init_from(store: RunStore, ref: str, model_config: ModelConfig, data_grid: 
         resolved = dataclasses.replace(parent_config.model, dropout=model_config.dropout,
                                        head_hidden=parent_config.model.head_hidden if is_affinity
                                        else model_config.head_hidden)
+        scale = (float(state.get("target_mean_pk", 0.0)), float(state.get("target_std_pk", 1.0)))
         return _Init(str(exported.path.resolve()), resolved, _sub_state(state, "encoder."),
-                     _sub_state(state, "head.") if is_affinity else None, None, exported.label)
+                     _sub_state(state, "head.") if is_affinity else None, None, exported.label,
+                     scale if is_affinity else None)
     parent = store.resolve(ref, kind="pretrain")
     if parent.kind != "pretrain":
         raise ConfigError(f"--init {ref}: run {parent.id} is a {parent.kind} run\n"
@@ -190,11 +224,19 @@ def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = Tr
         model.encoder.load_state_dict(init.encoder)
         if init.head is not None:
             model.head.load_state_dict(init.head)
+    # A head that comes with the init keeps the output scale it was trained for.
+    if init is not None and init.target_scale is not None:
+        mean_pk, std_pk = init.target_scale
+    elif tune.standardize_targets:
+        mean_pk, std_pk = target_scale(data.affinity_pk[data.indices("train")].astype(np.float64))
+    else:
+        mean_pk, std_pk = 0.0, 1.0
+    model.set_target_scale(mean_pk, std_pk)
     # One optimizer over both groups, built once, whatever is frozen when (rebuilding it when
     # groups changed crashed resumed freeze/unfreeze schedules in the original work); a
-    # frozen parameter has no gradient and Adam leaves it and its state alone.
-    optimizer = torch.optim.Adam([{"params": model.encoder.parameters(), "lr": train.lr * tune.encoder_lr_scale},
-                                  {"params": model.head.parameters()}], lr=train.lr, weight_decay=train.weight_decay)
+    # frozen parameter has no gradient and AdamW leaves it and its state alone.
+    optimizer = make_optimizer([(model.encoder.parameters(), tune.encoder_lr_scale), (model.head.parameters(), 1.0)],
+                               train)
     if ctx.enabled and tune.unfreeze_after:
         raise ConfigError("--unfreeze-after is not supported under torchrun (DDP needs a fixed set of trained "
                           "parameters)\nexpected: --freeze, or a single process")
@@ -205,7 +247,7 @@ def prepare_finetune(config: RunConfig, store: RunStore, *, load_init: bool = Tr
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     splits = [AffinityDataset(Path(data_path), split, grid, train.seed, rotate=tune.rotate and split == "train",
                               grid_set=data) for split in ("train", "val", "test")]
-    task = AffinityTask(splits[0], splits[1], config, device, ctx=ctx)
+    task = AffinityTask(splits[0], splits[1], config, device, ctx=ctx, target_std_pk=std_pk)
     task.check_batches(unwrap(model))
     return _Prepared(config, model, optimizer, task, splits[2], device, ctx, init)
 
@@ -252,6 +294,10 @@ def finetune(config: RunConfig, store: RunStore, reporter: Reporter | None = Non
                                      else " (its encoder)")
     summary = (f"{len(task.train_set)} train / {len(task.val_set)} val / {len(prepared.test_set)} test complexes; "
                f"init {tune.init}{start}{' (frozen encoder)' if tune.freeze else ''}")
+    if tune.standardize_targets or (init is not None and init.target_scale is not None):
+        bare = unwrap(prepared.model)
+        summary += (f"; targets standardised with pK mean {float(bare.target_mean_pk):.3f}, "
+                    f"std {float(bare.target_std_pk):.3f}")
     if run is not None:
         # The parent's label is kept in the child, so it survives the parent's deletion.
         run.update_status(world_size=ctx.world_size, parent_label=init.label if init else None)
@@ -274,7 +320,7 @@ def finetune_replicates(config: RunConfig, seeds: list[int], store: RunStore,
     """Fine-tune once per seed: sibling runs tagged with one ``group:<id>`` tag.
 
     The runs differ only in ``train.seed`` (and name, suffixed ``-s<seed>``), so
-    ``lba compare --group`` summarises them as mean ± population std.
+    ``lba compare --group`` summarises them as mean ± sample std and their ensemble.
     """
     from lba_cli.runs import new_group_id
 

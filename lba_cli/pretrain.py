@@ -31,6 +31,7 @@ from lba_cli.errors import ConfigError, DataError
 from lba_cli.loaders import make_loader
 from lba_cli.models import create_model, resolve_model_config
 from lba_cli.neighbors import NeighborPairs, PairSampler, fit_balance, split_structures, worst_overlap_A
+from lba_cli.optim import make_optimizer
 from lba_cli.runs import Run, RunStore, utc_now
 from lba_cli.seeding import Stream, sample_rng, seed_everything
 from lba_cli.train import NullReporter, Reporter, TaskBase, fit
@@ -286,7 +287,7 @@ def prepare_pretrain(config: RunConfig) -> _Prepared:
         val_balance = fit_balance(pilot, task, train.seed, task.pilot_pairs, train=False)
     config = dataclasses.replace(config, model=resolve_model_config(config.model))
     model = create_model(config.model, config.grid.num_channels, "neighbor").to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    optimizer = make_optimizer([(model.parameters(), 1.0)], train)
     if ctx.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     task_obj = NeighborTask(NeighborPairs(train_sampler, config.grid, task, train.seed, True, train_balance),

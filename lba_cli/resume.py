@@ -67,7 +67,8 @@ def resume_run(store: RunStore, ref: str, reporter: Reporter | None = None, kind
     payload = None
     if run.checkpoint_path("last").is_file():
         payload = load_checkpoint(run.checkpoint_path("last"), map_location=prepared.device)
-        unwrap(prepared.model).load_state_dict(payload["model"])
+        # With a weight average, `model` is the average and `train_model` the trained weights.
+        unwrap(prepared.model).load_state_dict(payload.get("train_model", payload["model"]))
         prepared.optimizer.load_state_dict(payload["optimizer"])
     if not ctx.is_main:
         run = None

@@ -3,8 +3,11 @@
 For every pre-training difficulty (a padding range x a maximum angle) it pre-trains one
 encoder, then fine-tunes from it under every seed, twice: the whole network, and the head
 alone on the frozen encoder. Random-initialisation controls run under the same seeds,
-epochs and model selection. The result is one comparison table (mean ± population std over
-seeds) and one figure of validation and test metrics per difficulty.
+epochs and model selection. The result is one comparison table and one figure of validation
+and test metrics per difficulty. The table gives, per label, the per-run mean ± sample std
+(ddof 1) over seeds and the metrics of the seed ensemble (the mean prediction,
+`lba_cli.ensembles`), and ends with the two baselines of `lba_cli.baselines` on the same
+complexes.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def run_sweep(plan: SweepPlan, store: RunStore, reporter: Reporter | None = None
             tune(label, seed, pre.id, False)
             tune(f"{label} frozen", seed, pre.id, True)
 
-    result.table = summarise_sweep(result.runs, result.pretrains)
+    result.table = summarise_sweep(result.runs, result.pretrains, Path(plan.finetune.finetune.data_path))
     result.table_path = plan.output_dir / "sweep.csv"
     write_text_atomic(result.table_path, result.table.write_csv())
     write_text_atomic(plan.output_dir / "sweep.md", _markdown(result.table))
@@ -156,9 +159,20 @@ def sweep_frame(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str, Run
                                       "value": pl.Float64})
 
 
-def summarise_sweep(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str, Run]] = ()) -> pl.DataFrame:
-    """One row per label: runs, seeds, mean ± population std of `SWEEP_METRICS`, and the
-    label's pre-training `PRETRAIN_METRICS` (``pretrain val/accuracy``, ...; null for ``random``)."""
+def summarise_sweep(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str, Run]] = (),
+                    data_path: Path | None = None) -> pl.DataFrame:
+    """One row per label, then one per baseline.
+
+    Columns: label, runs, seeds; for each of `SWEEP_METRICS`, ``<m> mean`` and ``<m> std``
+    (per-run mean and sample std, ddof 1, over seeds; null for one seed) and ``<m> ens`` (the metric of the seed
+    ensemble's mean prediction, `lba_cli.compare.ensemble_columns`; null for one run or where
+    predictions are missing); and the label's pre-training `PRETRAIN_METRICS` (``pretrain
+    val/accuracy``, ...; null for ``random``). With ``data_path`` (the fine-tuning file), the
+    baselines of `lba_cli.baselines` follow as rows ``baseline: <name>`` on the same val and
+    test complexes, with runs 0 and no std or ensemble.
+    """
+    from lba_cli.compare import ensemble_columns
+
     frame = sweep_frame(runs)
     pretrain_metrics = {label: run.status.get("metrics", {}) for label, run in pretrains}
     rows = []
@@ -172,20 +186,47 @@ def summarise_sweep(runs: list[tuple[str, int, Run]], pretrains: list[tuple[str,
             values = [v for v in chosen["value"].to_list()
                       if v is not None and v == v]
             mean, std = mean_std(values) if values else (float("nan"), float("nan"))
-            row[f"{name} mean"], row[f"{name} std"] = mean, std
+            row[f"{name} mean"], row[f"{name} std"] = mean, std if len(values) > 1 else None  # no spread of one
+        ensemble = ensemble_columns([run for name, _, run in runs if name == label])
+        row.update({f"{name} ens": ensemble.get(f"{name} ens") for name in SWEEP_METRICS})
         parent = pretrain_metrics.get(label.removesuffix(" frozen"), {})
         for name in PRETRAIN_METRICS:
             row[f"pretrain {name}"] = parent.get(name)
         rows.append(row)
+    if data_path is not None:
+        rows.extend(_baseline_rows(data_path))
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
+def _baseline_rows(data_path: Path) -> list[dict]:
+    from lba_cli.evaluate import evaluate_baselines
+
+    by_split = {split: evaluate_baselines(data_path, split) for split in ("val", "test")}
+    rows = []
+    for index, first in enumerate(by_split["val"]):
+        row: dict = {"label": first.run_id, "runs": 0, "seeds": ""}
+        for name in SWEEP_METRICS:
+            split, metric = name.split("/")
+            value = by_split[split][index].metrics[metric]
+            row.update({f"{name} mean": value, f"{name} std": None, f"{name} ens": None})
+        rows.append(row)
+    return rows
+
+
+def _cell(row: dict, name: str) -> str:
+    mean, std = row[f"{name} mean"], row[f"{name} std"]
+    if mean is None:
+        return ""
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
 def _markdown(table: pl.DataFrame) -> str:
-    header = ("| label | runs | " + " | ".join(SWEEP_METRICS) + " | pretext val/accuracy | val/shortcut_accuracy "
-              "| val/slab_shortcut_accuracy |")
-    lines = [header, "|" + "---|" * (5 + len(SWEEP_METRICS))]
+    header = ("| label | runs | " + " | ".join(f"{m} | {m} ens" for m in SWEEP_METRICS)
+              + " | pretext val/accuracy | val/shortcut_accuracy | val/slab_shortcut_accuracy |")
+    lines = [header, "|" + "---|" * (5 + 2 * len(SWEEP_METRICS))]
     for row in table.iter_rows(named=True):
-        cells = [f"{row[f'{m} mean']:.3f} ± {row[f'{m} std']:.3f}" for m in SWEEP_METRICS]
+        cells = [f"{_cell(row, m)} | {'' if row.get(f'{m} ens') is None else format(row[f'{m} ens'], '.3f')}"
+                 for m in SWEEP_METRICS]
         cells += ["" if row.get(f"pretrain {m}") is None else f"{row[f'pretrain {m}']:.3f}" for m in PRETRAIN_METRICS]
         lines.append(f"| {row['label']} | {row['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -13,6 +13,14 @@ checkpoint (or from any epoch's ``last``) exactly where it stopped: same weights
 state, random-generator state, metric history and, mid-epoch, the same remaining batches.
 A process killed outright (SIGKILL) leaves ``last`` at its latest epoch and the run reads as
 ``crashed`` (see `lba_cli.runs`).
+
+Each step sets the learning rate from the step number alone (`lba_cli.optim.lr_factor`),
+clips the gradients if asked, steps the optimizer and updates the weight average (EMA) if
+there is one. With an average, validation, ``best`` and the checkpoints' ``model`` are the
+average; ``last`` also holds the trained weights (``train_model``) and the number of updates,
+so a resumed run continues both exactly. With ``precise_bn``, the BatchNorm statistics of the
+validated weights are recomputed over the epoch's training batches before validation
+(`lba_cli.optim.recalibrate_batchnorm`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from lba_cli.checkpoints import copy_checkpoint, save_checkpoint
 from lba_cli.config import TrainConfig
 from lba_cli.distributed import DistContext, all_reduce_sums, broadcast_object, unwrap
 from lba_cli.loaders import batch_bounds
+from lba_cli.optim import WeightEma, clip_gradients, lr_factor, recalibrate_batchnorm, set_lr
 from lba_cli.runs import Run, utc_now
 
 __all__ = ["Reporter", "NullReporter", "Task", "TaskBase", "FitResult", "fit", "HEARTBEAT_EVERY_S",
@@ -260,14 +269,15 @@ def fit(
         task: batches, losses and validation.
         optimizer: built once over every parameter group (so resuming a freeze/unfreeze
             schedule finds the same groups).
-        train: epochs, patience.
+        train: epochs, patience, schedule, warm-up, clipping, weight averaging, precise BatchNorm.
         run: where metrics, checkpoints and status go (None on ranks other than 0).
         config: the run's resolved configuration, stored in every checkpoint.
         reporter: progress sink.
         device: the training device.
         monitor: the validation metric that picks ``best`` (lower is better).
-        resume: a ``last`` checkpoint payload to continue from (model and optimizer state
-            already loaded by the caller).
+        resume: a ``last`` checkpoint payload to continue from (the trained weights, i.e.
+            ``train_model`` if present else ``model``, and the optimizer state already loaded
+            by the caller; the weight average is restored here).
         ctx: this process's place under torch.distributed.
 
     Returns:
@@ -287,18 +297,28 @@ def fit(
         torch.set_rng_state(resume["rng"])
     started = time.monotonic() - (history[-1]["elapsed_s"] if history else 0.0)
     bare = unwrap(model)
+    steps_per_epoch = task.steps_per_epoch()
+    total_steps = steps_per_epoch * train.num_epochs
+    warmup_steps = round(train.warmup_epochs * steps_per_epoch)
+    ema = WeightEma(bare, train.ema_decay) if train.ema_decay > 0 else None
+    if ema is not None and "ema_updates" in resume:
+        ema.load(resume["model"], int(resume["ema_updates"]))
+    evaluated = ema.module if ema is not None else bare  # what is validated, selected and saved
     if run is not None:
         run.update_status(status="running", started_at=run.status.get("started_at") or utc_now(),
                           heartbeat_at=utc_now(), finished_at=None)
     reporter.start(run_id=run.id if run else "", kind=config["kind"], num_epochs=train.num_epochs,
-                   start_epoch=start_epoch, steps_per_epoch=task.steps_per_epoch(), device=device)
+                   start_epoch=start_epoch, steps_per_epoch=steps_per_epoch, device=device)
     epochs_without_gain = int(history[-1]["epoch"] - result.best["epoch"]) if history and result.best else 0
     last_beat = time.monotonic()
 
     def payload(epoch_done: int, position: dict[str, Any] | None) -> dict[str, Any]:
-        return {"config": config, "model": bare.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": epoch_done, "step": step, "best": result.best, "history": history,
-                "rng": torch.get_rng_state(), "partial": position}
+        out = {"config": config, "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(),
+               "epoch": epoch_done, "step": step, "best": result.best, "history": history,
+               "rng": torch.get_rng_state(), "partial": position}
+        if ema is not None:
+            out.update(train_model=bare.state_dict(), ema_updates=ema.num_updates)
+        return out
 
     try:
         with _graceful_stop() as stop:
@@ -315,11 +335,16 @@ def fit(
                     loss, num, extra = task.train_step(model, batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    grad_norm = clip_gradients(model.parameters(), train.clip_grad_norm or None)
+                    lr = set_lr(optimizer, lr_factor(step, total_steps, warmup_steps, train.schedule))
                     optimizer.step()
+                    if ema is not None:
+                        ema.update(bare)
                     step += 1
                     value = float(loss.detach())
                     loss_sum += value * num
                     count += num
+                    extra = {**extra, "grad_norm": (grad_norm, 1), "lr": (lr, 1)}
                     for name, (total, n) in extra.items():
                         s, c = extras.get(name, (0.0, 0))
                         extras[name] = (s + total, c + n)
@@ -341,7 +366,9 @@ def fit(
                            "train/loss": totals[0] / totals[1]}
                 for i, name in enumerate(extras):
                     metrics[f"train/{name}"] = totals[2 + 2 * i] / max(totals[3 + 2 * i], 1)
-                metrics.update(broadcast_object(task.validate(bare) if ctx.is_main else None, ctx))
+                if train.precise_bn and ctx.is_main:
+                    recalibrate_batchnorm(evaluated, bare, task, epoch)
+                metrics.update(broadcast_object(task.validate(evaluated) if ctx.is_main else None, ctx))
                 history.append(metrics)
 
                 value = metrics[monitor]

@@ -58,12 +58,12 @@ def test_a_path_that_is_not_a_run_is_reported(store, tmp_path):
     assert result.skipped == [(str(stray), "not a run directory")]
 
 
-def test_replicate_groups_are_mean_and_population_std(store):
+def test_replicate_groups_are_mean_and_sample_std(store):
     refs = [r.id for r in store.runs() if r.kind == "finetune"]
     table = compare_runs(store, refs, group_replicates=True).tables["finetune"]
     random = table.filter(pl.col("label") == "random").row(0, named=True)
     assert random["runs"] == 3 and random["seeds"] == "0 1 2"
-    std = math.sqrt(((1.5 - 1.6) ** 2 + (1.7 - 1.6) ** 2 + 0) / 3)  # ddof = 0
+    std = math.sqrt(((1.5 - 1.6) ** 2 + (1.7 - 1.6) ** 2 + 0) / 2)  # ddof = 1
     assert random["val/rmse mean"] == pytest.approx(1.6) and random["val/rmse std"] == pytest.approx(std)
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PDBBIND, TINY_MODEL, require_shared
@@ -60,10 +61,13 @@ def test_export_folder_holds_weights_config_scaling_and_card(trained, coarse_h5)
     assert weights.keys() == checkpoint.keys()
     assert all(torch.equal(weights[k], checkpoint[k]) for k in weights)
     assert json.loads((exported / "config.json").read_text()) == run.config
-    assert json.loads((exported / "target_scaling.json").read_text())["std_pk"] == 1.0
-
     manifest = json.loads((exported / "export.json").read_text())
     data = read_grid_set(coarse_h5)
+    scaling = json.loads((exported / "target_scaling.json").read_text())  # fine-tuning standardises pK by default
+    train_pk = data.affinity_pk[data.indices("train")].astype(np.float64)
+    assert scaling["mean_pk"] == pytest.approx(train_pk.mean(), rel=1e-6)
+    assert scaling["std_pk"] == pytest.approx(train_pk.std(), rel=1e-6)
+    assert scaling["applied_by"].startswith("the model")
     digest = hashlib.sha256(coarse_h5.read_bytes()).hexdigest()
     assert manifest["training_data"]["sha256"] == digest
     assert manifest["training_data"]["split_sizes"] == {s: int((data.split == s).sum()) for s in ("train", "val",

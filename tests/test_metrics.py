@@ -46,9 +46,11 @@ def test_metrics_over_whole_split_differ_from_mean_of_batches():
     assert np.mean(batches) != pytest.approx(2.0)
 
 
-def test_mean_std_is_population_std():
+def test_mean_std_is_the_sample_std_and_undefined_for_one_value():
     mean, std = mean_std([1.0, 2.0, 3.0])
-    assert mean == 2.0 and std == pytest.approx(math.sqrt(2 / 3))
+    assert mean == 2.0 and std == pytest.approx(1.0)  # sqrt(2 / (3 - 1))
+    mean, std = mean_std([1.5])
+    assert mean == 1.5 and math.isnan(std)
 
 
 def test_accuracy():

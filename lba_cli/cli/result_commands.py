@@ -60,6 +60,9 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option("--data", help="Another lba voxelize file (default: the run's own).",
                                                  exists=True, dir_okay=False)] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    ensemble: Annotated[bool, typer.Option(
+        "--ensemble", help="Also one row per replicate group (runs differing only in seed): the metrics of the "
+                           "runs' mean prediction, and the per-run mean ± std (ddof 1).")] = False,
     device: Finetune("--device") = None,
     ci: Ci = False,
     columns: Columns = None,
@@ -70,6 +73,7 @@ def evaluate(
     """Whole-split MAE, RMSE, Pearson r and Spearman ρ of fine-tuned runs; saves predictions.
 
     Example: [bold]lba evaluate 20261130-101500-ab12 --split test[/]
+    (seed replicates and their ensemble: lba evaluate rand-s0 rand-s1 rand-s2 --ensemble)
     (or, on an outside data set, every complex of it: lba evaluate RUN --data other.h5)
     """
     import polars as pl
@@ -85,7 +89,7 @@ def evaluate(
     if not found:
         raise RunNotFoundError("no runs to evaluate" + (f" ({len(skipped)} skipped, see above)" if skipped else ""))
     labels, _ = labels_for(found, store)
-    results, scored = [], {}
+    results, scored, evaluated = [], {}, []
     for run, label in zip(found, labels):
         if run.status["status"] != "completed":
             stderr.print(f"[yellow]warning:[/] run {run.id} is {run.status['status']}: evaluating its best epoch so "
@@ -97,14 +101,20 @@ def evaluate(
             stderr.print(f"[yellow]note:[/] {result.split} has {int(result.metrics['n'])} complex(es): correlations "
                          f"need at least {MIN_CORRELATION_SIZE} and are undefined (nan)", highlight=False)
         results.append((label, result))
+        evaluated.append((run, result))
         own = Path(run.config["finetune"]["data_path"]).resolve()
         # the baselines are fitted on the training split the run learnt from, and scored on the same complexes
         scored.setdefault((result.data_path.resolve(), result.split, own), None)
+    rows = [r.as_row(label) for label, r in results]
+    if ensemble:
+        from lba_cli.evaluate import ensemble_rows
+
+        rows.extend(ensemble_rows(store, evaluated))
     for path, split_name, train_path in scored:
-        results.extend((result.run_id, result) for result in evaluate_baselines(path, split_name,
-                                                                                train_path=train_path))
-    splits = sorted({result.split for _, result in results})
-    render_frame(pl.DataFrame([r.as_row(label) for label, r in results]), fmt,
+        rows.extend(result.as_row(result.run_id) for result in evaluate_baselines(path, split_name,
+                                                                                 train_path=train_path))
+    splits = sorted({str(row["split"]) for row in rows})
+    render_frame(pl.DataFrame(rows, infer_schema_length=None), fmt,
                  title=f"{', '.join(splits)} metrics" + (" (95 % bootstrap intervals)" if ci else ""),
                  view=table_view(columns, metrics, ci, layout), known_ids=known_run_ids(store))
 

@@ -47,10 +47,14 @@ def _summary(run: Any) -> None:
         return
     status = run.status
     metrics = status.get("metrics", {})
-    shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))
-                      and not k.endswith("/n"))
-    stderr.print(f"run {run.id}: {status['status']}, best epoch {status.get('best_epoch')}; {shown}",
-                 highlight=False, soft_wrap=True)
+    stderr.print(f"run {run.id}: {status['status']}, best epoch {status.get('best_epoch')}", highlight=False,
+                 markup=False)
+    # a line per split (one 250-character line wrapped mid-number before); Rich wraps between words
+    for split in ("val", "test"):
+        shown = "  ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in sorted(metrics.items())
+                          if k.startswith(f"{split}/") and not k.endswith("/n"))
+        if shown:
+            stderr.print(f"  {split}: {shown}", highlight=False, markup=False, soft_wrap=False)
     stdout.print(run.id)
 
 
@@ -125,6 +129,11 @@ def pretrain(
     batch_size: Pretrain("--batch-size") = None,
     lr: Pretrain("--lr") = None,
     weight_decay: Pretrain("--weight-decay") = None,
+    schedule: Pretrain("--schedule") = None,
+    warmup_epochs: Pretrain("--warmup-epochs") = None,
+    clip_grad_norm: Pretrain("--clip-grad-norm") = None,
+    ema: Pretrain("--ema") = None,
+    precise_bn: Pretrain("--precise-bn") = None,
     patience: Pretrain("--patience") = None,
     seed: Pretrain("--seed") = None,
     device: Pretrain("--device") = None,
@@ -152,6 +161,7 @@ def finetune(
     freeze: Finetune("--freeze") = None,
     unfreeze_after: Finetune("--unfreeze-after") = None,
     rotate: Finetune("--rotate") = None,
+    standardize_targets: Finetune("--standardize-targets") = None,
     arch: Finetune("--arch") = None,
     width: Finetune("--width") = None,
     bottleneck_divisor: Finetune("--bottleneck-divisor") = None,
@@ -163,6 +173,11 @@ def finetune(
     lr: Finetune("--lr") = None,
     encoder_lr_scale: Finetune("--encoder-lr-scale") = None,
     weight_decay: Finetune("--weight-decay") = None,
+    schedule: Finetune("--schedule") = None,
+    warmup_epochs: Finetune("--warmup-epochs") = None,
+    clip_grad_norm: Finetune("--clip-grad-norm") = None,
+    ema: Finetune("--ema") = None,
+    precise_bn: Finetune("--precise-bn") = None,
     patience: Finetune("--patience") = None,
     seed: Finetune("--seed") = None,
     seeds: Seeds = None,
@@ -241,5 +256,6 @@ def sweep(
     stderr.print(f"sweep: {len(settings)} difficulties x {len(plan.seeds)} seeds: {len(settings)} pre-trainings, "
                  f"{len(plan.seeds) * (1 + 2 * len(settings))} fine-tunings", highlight=False)
     result = run_sweep(plan, store_from(runs_dir), ProgressReporter(stderr, quiet=quiet))
-    render_frame(result.table, OutputFormat.table, title=f"sweep {result.group} (mean ± population std over seeds)")
+    render_frame(result.table, OutputFormat.table,
+                 title=f"sweep {result.group} (mean ± std over seeds, ddof 1; ens: the seeds' mean prediction)")
     stdout.print(f"table: {result.table_path}\nfigure: {result.figure_path}", highlight=False, markup=False)

@@ -80,18 +80,38 @@ class FacePairHead(nn.Module):
 
 
 class AffinityModel(nn.Module):
-    """Encoder + regression head: grids (B, C, X, Y, Z) float32 -> predicted pK (B,) float32."""
+    """Encoder + regression head: grids (B, C, X, Y, Z) float32 -> predicted pK (B,) float32.
+
+    The head predicts a standardised affinity z; the model returns ``z * target_std_pk +
+    target_mean_pk``, so a saved model predicts pK whatever scale it was trained on. The two
+    buffers (float32 scalars) hold the training split's mean and standard deviation of pK when
+    fine-tuning standardises its targets, and 0 and 1 otherwise (weights saved before they
+    existed load as 0 and 1, which is what those models were trained for).
+
+    The head runs in float32 even under bfloat16 autocast: bfloat16 keeps 8 significant bits,
+    so a pK near 8 would be rounded to a multiple of 1/32.
+    """
 
     def __init__(self, encoder: nn.Module, hidden: int = 256, dropout: float = 0.5) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = RegressionHead(encoder.num_features, hidden, dropout)
+        self.register_buffer("target_mean_pk", torch.tensor(0.0))
+        self.register_buffer("target_std_pk", torch.tensor(1.0))
+        self.register_load_state_dict_pre_hook(_default_target_scale)
+
+    def set_target_scale(self, mean_pk: float, std_pk: float) -> None:
+        """Set the pK mean and standard deviation that the head's output is scaled back with."""
+        self.target_mean_pk.fill_(mean_pk)
+        self.target_std_pk.fill_(std_pk)
 
     def forward_features(self, grids: torch.Tensor) -> torch.Tensor:
         return self.encoder(grids)  # (B, C, X, Y, Z) -> (B, F)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features).squeeze(-1)  # (B, 1) -> (B,)
+        with torch.autocast(features.device.type, enabled=False):
+            standardized = self.head(features.float()).squeeze(-1)  # (B, 1) -> (B,)
+            return standardized * self.target_std_pk + self.target_mean_pk
 
     def forward(self, grids: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(grids))
@@ -100,6 +120,11 @@ class AffinityModel(nn.Module):
         """Replace the head's last layer with a fresh one of ``num_outputs`` outputs."""
         last = self.head[-1]
         self.head[-1] = nn.Linear(last.in_features, num_outputs)
+
+
+def _default_target_scale(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
+    for name, value in (("target_mean_pk", 0.0), ("target_std_pk", 1.0)):
+        state_dict.setdefault(prefix + name, torch.tensor(value))
 
 
 class NeighborModel(nn.Module):

@@ -18,7 +18,9 @@ from torch import nn
 from lba_cli.config import ModelConfig
 from lba_cli.models.blocks import BasicBlock3d, Bottleneck3d, ConvBnAct3d
 
-__all__ = ["ResNet3d", "Cnn3d", "make_resnet", "make_resnet_bottleneck", "make_cnn"]
+__all__ = ["ResNet3d", "Cnn3d", "make_resnet", "make_resnet_bottleneck", "make_cnn", "CONV_DROPOUT"]
+
+CONV_DROPOUT = 0.1  # ATOM3D's conv_drop_rate (drorlab/atom3d, examples/lba/cnn3d/train.py)
 
 
 class ResNet3d(nn.Module):
@@ -61,16 +63,22 @@ class Cnn3d(nn.Module):
     """ATOM3D's LBA 3D CNN: unpadded 3x3x3 conv-BN-ReLU layers, max-pool after the 2nd and 4th.
 
     Townshend et al., "ATOM3D: Tasks on Molecules in Three Dimensions" (NeurIPS 2021
-    Datasets and Benchmarks). The ATOM3D model flattens the last feature map into its dense
-    layers; here it is averaged over space (so any box size works) before dropout.
+    Datasets and Benchmarks), as its reference code builds it (drorlab/atom3d,
+    examples/lba/cnn3d/model.py): widths 32-64-128-256 and dropout after every convolution
+    block (0.1, `CONV_DROPOUT`). Two differences: BatchNorm follows each convolution (without
+    it the network did not learn in the original neighbor-location work; ATOM3D has it behind
+    a flag that is off by default), and the last feature map is averaged over space instead of
+    flattened, so any box size works. ATOM3D's dense layer (512 units, dropout 0.25) is the
+    regression head: ``--head-hidden 512 --dropout 0.25`` (configs/atom3d-cnn.toml sets these
+    and ATOM3D's training settings).
 
     Args:
         in_channels: grid channels C.
         widths: output channels of each convolution, e.g. (32, 64, 128, 256).
-        dropout: dropout probability on the features.
+        conv_dropout: dropout probability after each convolution block.
     """
 
-    def __init__(self, in_channels: int, widths: tuple[int, ...], dropout: float) -> None:
+    def __init__(self, in_channels: int, widths: tuple[int, ...], conv_dropout: float = CONV_DROPOUT) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c_in = in_channels
@@ -78,17 +86,17 @@ class Cnn3d(nn.Module):
             layers.append(ConvBnAct3d(c_in, c_out, 3))
             if index in (1, 3):
                 layers.append(nn.MaxPool3d(2))
+            layers.append(nn.Dropout(conv_dropout))
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(dropout)
         self.num_features = widths[-1]
 
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map, before dropout: (B, C, X, Y, Z) -> (B, F, X', Y', Z')."""
+        """The last feature map (after the last block's dropout): (B, C, X, Y, Z) -> (B, F, X', Y', Z')."""
         return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.forward_spatial(x).mean(dim=(2, 3, 4)))  # (B, F, X', Y', Z') -> (B, F)
+        return self.forward_spatial(x).mean(dim=(2, 3, 4))  # (B, F, X', Y', Z') -> (B, F)
 
 
 def make_resnet(in_channels: int, config: ModelConfig) -> nn.Module:
@@ -102,5 +110,5 @@ def make_resnet_bottleneck(in_channels: int, config: ModelConfig) -> nn.Module:
 
 
 def make_cnn(in_channels: int, config: ModelConfig) -> nn.Module:
-    """The ``cnn`` encoder: ATOM3D's 3D CNN with ``config.widths`` and ``config.dropout``."""
-    return Cnn3d(in_channels, config.widths, config.dropout)
+    """The ``cnn`` encoder: ATOM3D's 3D CNN with ``config.widths`` (``config.dropout`` is the head's)."""
+    return Cnn3d(in_channels, config.widths)
