@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import BM5, require_shared
 
 from lba_cli.config import GridConfig, NeighborConfig
 from lba_cli.corpus import Corpus
@@ -256,20 +257,32 @@ def test_real_pairs_are_dense_views(bm5_corpus):
 
 
 @pytest.mark.slow
-def test_a_small_model_learns_the_face_labels_on_real_structures(tmp_path, bm5_subset):
+def test_a_small_model_learns_the_face_labels_on_real_structures(tmp_path):
     """Labels mean one thing in the data and in the loss: a model trained on them predicts
-    the face of unseen balanced pairs above chance (1/6) and above both controls."""
+    the face of unseen balanced pairs clearly above chance (1/6) and above both controls.
+
+    The scale is the smallest at which the task was measured learnable (issue 9 follow-up):
+    all of Docking Benchmark 5 (some 300 structures with zones, 10 % of them held out for
+    validation), the default 1-2 Å padding and 20 degree turn, the face-aware pair head and
+    4 epochs of 1024 pairs; there, seeds 0 and 1 reached 0.43 and 0.40 against controls of
+    0.15 and 0.17. Five structures (one for validation) were too few to learn anything.
+    """
     from lba_cli.config import ModelConfig, RunConfig, TrainConfig
     from lba_cli.pretrain import pretrain
     from lba_cli.runs import RunStore
 
-    config = RunConfig(kind="pretrain", structures=(str(bm5_subset),),
-                       model=ModelConfig(arch="resnet-bottleneck", widths=(32, 64, 128, 256)),
-                       neighbor=NeighborConfig(epoch_size=512, val_size=128, pad_max_A=1.0, angle_deg=0.0,
-                                               pilot_pairs=1000, val_fraction=0.25),
-                       train=TrainConfig(num_epochs=5, batch_size=32, seed=0))
+    require_shared()
+    config = RunConfig(kind="pretrain", structures=(str(BM5),),
+                       model=ModelConfig(arch="resnet-bottleneck", widths=(16, 32, 64, 128), pair_head="faces"),
+                       neighbor=NeighborConfig(epoch_size=1024, val_size=512, pad_min_A=1.0, pad_max_A=2.0,
+                                               angle_deg=20.0, val_fraction=0.1),
+                       train=TrainConfig(num_epochs=4, batch_size=32, lr=1e-3, seed=0, device="cpu"))
     run = pretrain(config, RunStore(tmp_path / "runs"))
+    status = run.status
+    assert status["num_val_structures"] >= 10, status
     metrics = run.read_metrics()
     best = metrics["val/accuracy"].max()
-    assert best > 0.3 and best > metrics["val/shortcut_accuracy"].max()
-    assert best > metrics["val/slab_shortcut_accuracy"].max()
+    centroid, slab = metrics["val/shortcut_accuracy"].max(), metrics["val/slab_shortcut_accuracy"].max()
+    assert best > 0.3, (best, centroid, slab)
+    assert best > centroid + 0.1, (best, centroid, slab)
+    assert best > slab + 0.1, (best, centroid, slab)

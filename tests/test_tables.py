@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -65,7 +66,10 @@ def demo_store(tmp_path) -> RunStore:
 
 def _render(monkeypatch, width: int, *args: str) -> str:
     out = io.StringIO()
-    monkeypatch.setattr(common, "stdout", Console(file=out, width=width, color_system=None))
+    console = Console(file=out, width=width, color_system=None)
+    for module in (common, *(sys.modules[f"lba_cli.cli.{m}"] for m in ("data_commands", "run_commands",
+                                                                        "result_commands", "train_commands"))):
+        monkeypatch.setattr(module, "stdout", console)
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return out.getvalue()
@@ -290,3 +294,16 @@ def test_cells_titles_and_headers_are_text_not_markup():
     Console(file=out, width=100, color_system=None).print(make_table(frame, 100, title="[bold]t[/]"))
     text = out.getvalue()
     assert "[train] ligand [b]x[/b]" in text and "[bold]t[/]" in text and "[pK]" in text
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_voxelize_summary_lines_fit(tiny_pdbbind, tmp_path, monkeypatch, width):
+    monkeypatch.chdir(tmp_path)  # a short output path, as a user types it
+    text = _render(monkeypatch, width, "voxelize", tiny_pdbbind, "-o", "tiny.h5", "--split", "random", "--quiet")
+    _fits(text, width)
+    lines = text.splitlines()
+    if width >= 100:  # each sentence on one line
+        assert len(lines) == 4 and lines[0].endswith("8 complexes; 0 skipped; 0 read with notes")
+        assert re.fullmatch(r"split random: train \d+, val \d+, test \d+", lines[1].strip())
+    counts = [int(n) for n in re.findall(r"(?:train|val|test) (\d+)", " ".join(lines))]
+    assert sum(counts[:3]) == 8  # the split's counts, each number whole

@@ -82,8 +82,10 @@ def voxelize(
                                overwrite=force)
     print_reading_report(result.messages, result.notes, result.skipped)
     counts = ", ".join(f"{split} {n}" for split, n in result.counts.items())
-    stdout.print(f"wrote {result.output}: {result.num_written} complexes ({counts}; split {result.split_kind}); "
-                 f"{len(result.skipped)} skipped; {len(result.notes)} read with notes", highlight=False, markup=False)
+    # short lines: one each on a 100-column terminal; a narrower one wraps them between words
+    stdout.print(f"wrote {result.output}: {result.num_written} complexes; {len(result.skipped)} skipped; "
+                 f"{len(result.notes)} read with notes", highlight=False, markup=False)
+    stdout.print(f"split {result.split_kind}: {counts}", highlight=False, markup=False)
     for warning in result.warnings:
         stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     proteins = ", ".join(f"{k} {v}" for k, v in result.leakage.items())
@@ -150,8 +152,8 @@ def corpus(
                      highlight=False)
     rate = (result.num_structures + len(result.skipped)) / max(result.elapsed_s, 1e-9)
     stdout.print(f"wrote {result.output}: {result.num_structures} structures, {result.num_zones} zones, "
-                 f"{result.num_atoms} atoms; {len(result.skipped)} left out; {result.elapsed_s:.1f} s "
-                 f"({rate:.1f} structures/s)", highlight=False, markup=False)
+                 f"{result.num_atoms} atoms; {len(result.skipped)} left out", highlight=False, markup=False)
+    stdout.print(f"read in {result.elapsed_s:.1f} s ({rate:.1f} structures/s)", highlight=False)
 
 
 class Dataset(str, Enum):

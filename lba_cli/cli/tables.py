@@ -282,8 +282,9 @@ def _measure(console: Console, renderable: RenderableType) -> tuple[int, int]:
 
 def _table(title: str | None) -> Table:
     # every string is text, never Rich markup: a label or path with "[...]" prints whole
+    # two spaces between columns (adjacent padding collapsed), a rule under the header
     return Table(title=Text(title) if title else None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                 title_justify="left")
+                 collapse_padding=True, title_justify="left")
 
 
 def _rows_table(columns: list[_Column], digits: int, title: str | None, wrap_text: bool) -> Table:

@@ -49,10 +49,14 @@ def _summary(run: Any) -> None:
         return
     status = run.status
     metrics = status.get("metrics", {})
-    shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()) if k.startswith(("val/", "test/"))
-                      and not k.endswith("/n"))
-    stderr.print(f"run {run.id}: {status['status']}, best epoch {status.get('best_epoch')}; {shown}",
-                 highlight=False, soft_wrap=True)
+    stderr.print(f"run {run.id}: {status['status']}, best epoch {status.get('best_epoch')}", highlight=False,
+                 markup=False)
+    # a line per split (one 250-character line wrapped mid-number before); Rich wraps between words
+    for split in ("val", "test"):
+        shown = "  ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in sorted(metrics.items())
+                          if k.startswith(f"{split}/") and not k.endswith("/n"))
+        if shown:
+            stderr.print(f"  {split}: {shown}", highlight=False, markup=False, soft_wrap=False)
     stdout.print(run.id)
 
 
