@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import h5py
 import pytest
 import torch
 from conftest import SHARED, require_shared
@@ -210,9 +212,11 @@ def test_resume_from_a_moved_data_file_checks_its_contents(grown, tmp_path):
     assert grown.config["finetune"]["data_path"] == str(tmp_path / "moved" / "data.h5")
     assert grown.provenance["data"][0]["path"] == str(tmp_path / "moved" / "data.h5")
 
-    result = _lba("voxelize", FAULT_10 / "data" / "manifest.csv", "-o", "other.h5", "-q", "--box-size", "10",
-                  "--resolution", "2", "--split", "random", "--seed", "4")
-    assert result.exit_code == 0
+    # the same file with one attribute added: a path the run accepts, contents it must refuse
+    # (a second voxelize can write an identical file within the same second of its timestamp)
+    shutil.copyfile(tmp_path / "moved" / "data.h5", "other.h5")
+    with h5py.File("other.h5", "a") as handle:
+        handle.attrs["edited_by_hand"] = 1
     before = _snapshot(grown)
     result = _lba("finetune", "other.h5", "--resume", "grow", "--epochs", "3", "-q")
     assert result.exit_code == 1 and "changed since run" in result.output
