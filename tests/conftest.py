@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from lba_cli.train import NullReporter
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LBA_SHARED_DATA") or REPO.parent / "shared" / "data")
@@ -23,25 +26,24 @@ TINY_IDS = ("1a30", "1bzc", "1e66", "1g2k", "1eby", "1o0h", "1bcu", "1c5z")
 BM5_FILES = ("1A2K_r_u.pdb.gz", "1ACB_r_u.pdb.gz", "1AHW_r_u.pdb.gz", "1AK4_r_u.pdb.gz", "1AKJ_r_u.pdb.gz")
 
 
+def _require_folder(folder: Path, what: str, variable: str) -> Path:
+    """`folder` if it exists; otherwise skip the test, or fail it under CI (CI=true)."""
+    if folder.is_dir():
+        return folder
+    message = f"{what} not found at {folder} (set {variable})"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message} -- under CI the {what} must be present")
+    pytest.skip(message)
+
+
 def require_shared() -> Path:
     """The shared data folder; skip without it, but fail under CI (CI=true)."""
-    if SHARED.is_dir():
-        return SHARED
-    message = f"real data not found at {SHARED} (set LBA_SHARED_DATA)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message + " -- under CI the real data must be present")
-    pytest.skip(message)
+    return _require_folder(SHARED, "real data", "LBA_SHARED_DATA")
 
 
 def require_fault(name: str) -> Path:
     """One folder of ../shared/faults (read-only); skip without it, but fail under CI (CI=true)."""
-    folder = FAULTS / name
-    if folder.is_dir():
-        return folder
-    message = f"fault folder not found at {folder} (set LBA_SHARED_FAULTS)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message + " -- under CI the fault folders must be present")
-    pytest.skip(message)
+    return _require_folder(FAULTS / name, "fault folder", "LBA_SHARED_FAULTS")
 
 
 @pytest.fixture(autouse=True)
@@ -118,6 +120,20 @@ def demo_h5s(tmp_path_factory) -> tuple[Path, Path]:
 TINY_MODEL = ("--arch", "resnet-bottleneck", "--width", "8", "--width", "16", "--epochs", "1", "--batch-size", "3",
               "--device", "cpu", "--quiet")
 COARSE_GRID = {"box_size_voxels": 10, "resolution_A": 2.0}
+# The same coarse grid and a tiny fine-tuning run, as command-line arguments.
+TINY_GRID = ("--box-size", "10", "--resolution", "2")
+TINY_TRAIN = ("--epochs", "1", "--batch-size", "4", "--width", "8", "--width", "16", "--device", "cpu", "-q")
+
+
+class InterruptAt(NullReporter):
+    """Sends SIGINT to this process at one (epoch, step), as a user pressing Ctrl-C would."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.at = (epoch, step)
+
+    def step(self, *, epoch: int, step: int, **_) -> None:
+        if (epoch, step) == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.fixture(scope="session")

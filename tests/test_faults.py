@@ -20,15 +20,13 @@ from pathlib import Path
 
 import h5py
 import pytest
-from conftest import BM5, BM5_FILES, require_fault
+from conftest import BM5, BM5_FILES, TINY_GRID, TINY_TRAIN, require_fault
 from typer.testing import CliRunner
 
 from lba_cli.cli import app
 from lba_cli.data.grids_h5 import read_grid_set
 
 runner = CliRunner()
-TINY_GRID = ("--box-size", "10", "--resolution", "2")
-TINY_TRAIN = ("--epochs", "1", "--batch-size", "4", "--width", "8", "--width", "16", "--device", "cpu", "-q")
 
 
 def lba(*args: object, expect: int | None = 0):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SHARED, require_shared
+from conftest import SHARED, TINY_GRID, TINY_TRAIN, require_shared
 from typer.testing import CliRunner
 
 from lba_cli.cli import app
@@ -11,8 +11,6 @@ from lba_cli.leakage import ComplexKeys, find_leakage, ligand_key
 
 runner = CliRunner()
 MANIFEST = SHARED.parent / "faults" / "10-resume-after-failed-attempt" / "data" / "manifest.csv"
-GRID = ["--box-size", "10", "--resolution", "2"]
-TINY = ["--epochs", "1", "--batch-size", "4", "--width", "8", "--width", "16", "--device", "cpu", "-q"]
 
 
 def invoke(*args):
@@ -42,14 +40,14 @@ def test_find_leakage_by_id_protein_and_ligand():
 def trained(tmp_path, monkeypatch):
     require_shared()
     monkeypatch.chdir(tmp_path)
-    assert invoke("voxelize", MANIFEST, "-o", "data.h5", *GRID, "-q").exit_code == 0  # train 2, val 1, test 1
-    assert invoke("finetune", "data.h5", *TINY, "--name", "r").exit_code == 0
+    assert invoke("voxelize", MANIFEST, "-o", "data.h5", *TINY_GRID, "-q").exit_code == 0  # train 2, val 1, test 1
+    assert invoke("finetune", "data.h5", *TINY_TRAIN, "--name", "r").exit_code == 0
     return tmp_path
 
 
 def test_evaluate_on_a_re_split_file_names_the_training_complexes(trained):
     """The trial's case: a re-split file whose complexes the run was trained on."""
-    result = invoke("voxelize", MANIFEST, "-o", "other.h5", *GRID, "-q", "--split", "random", "--seed", "5")
+    result = invoke("voxelize", MANIFEST, "-o", "other.h5", *TINY_GRID, "-q", "--split", "random", "--seed", "5")
     assert result.exit_code == 0
     result = invoke("evaluate", "r", "--data", "other.h5")
     assert result.exit_code == 0, result.output
@@ -66,7 +64,7 @@ def test_predict_reports_leakage_against_each_runs_training_data(trained):
 
 
 def test_a_changed_training_file_is_refused_for_the_leakage_check(trained):
-    result = invoke("voxelize", MANIFEST, "-o", "data.h5", *GRID, "-q", "--split", "random", "--seed", "5",
+    result = invoke("voxelize", MANIFEST, "-o", "data.h5", *TINY_GRID, "-q", "--split", "random", "--seed", "5",
                     "--force")
     assert result.exit_code == 0
     result = invoke("predict", "r", MANIFEST, "-o", "pred.csv")
@@ -91,17 +89,17 @@ def test_proteins_are_compared_by_sequence_identity_when_both_sides_have_chains(
 
 
 def test_finetune_from_a_pretrained_run_reports_the_corpus_overlap(trained, bm5_subset):
-    assert invoke("corpus", bm5_subset, "-o", "bm5.h5", *GRID, "-q").exit_code == 0
+    assert invoke("corpus", bm5_subset, "-o", "bm5.h5", *TINY_GRID, "-q").exit_code == 0
     pretrain = ["--epochs", "1", "--epoch-size", "8", "--val-size", "4", "--batch-size", "4", "--width", "8",
-                "--width", "16", *GRID, "--no-balance-shortcut", "-q"]
+                "--width", "16", *TINY_GRID, "--no-balance-shortcut", "-q"]
     result = invoke("pretrain", "--structures", "bm5.h5", "--exclude-similar-to", "data.h5", *pretrain, "--name", "p")
     assert result.exit_code == 0, result.output
-    result = invoke("finetune", "data.h5", "--init", "p", *TINY)
+    result = invoke("finetune", "data.h5", "--init", "p", *TINY_TRAIN)
     assert result.exit_code == 0, result.output
     assert "were left out before pre-training" in result.output
     result = invoke("pretrain", "--structures", "bm5.h5", *pretrain, "--name", "q")
     assert result.exit_code == 0, result.output
-    result = invoke("finetune", "data.h5", "--init", "q", *TINY)
+    result = invoke("finetune", "data.h5", "--init", "q", *TINY_TRAIN)
     assert result.exit_code == 0 and "pre-training corpus of" in result.output and "identity" in result.output
 
 
@@ -116,7 +114,7 @@ def test_corpus_overlap_aligns_structure_files_with_the_val_test_proteins(tmp_pa
 
     require_shared()
     monkeypatch.chdir(tmp_path)
-    assert invoke("voxelize", MANIFEST, "-o", "data.h5", *GRID, "-q").exit_code == 0
+    assert invoke("voxelize", MANIFEST, "-o", "data.h5", *TINY_GRID, "-q").exit_code == 0
     folder = tmp_path / "structures"
     folder.mkdir()
     for name in ("3cj4", "3d4z", "2ymd"):

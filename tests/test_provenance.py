@@ -9,7 +9,7 @@ import re
 import shutil
 
 import pytest
-from conftest import SHARED, require_shared
+from conftest import SHARED, TINY_GRID, TINY_TRAIN, require_shared
 from typer.testing import CliRunner
 
 from lba_cli.cli import app
@@ -20,8 +20,6 @@ from lba_cli.runs.provenance import FILE_METHOD, FOLDER_METHOD, check_run_data, 
 runner = CliRunner()
 # Four real complexes (heavy-atom pockets) with a split column: train 2, val 1, test 1.
 MANIFEST = SHARED.parent / "faults" / "10-resume-after-failed-attempt" / "data" / "manifest.csv"
-GRID = ["--box-size", "10", "--resolution", "2"]
-TINY = ["--epochs", "1", "--batch-size", "4", "--width", "8", "--width", "16", "--device", "cpu", "-q"]
 
 
 def invoke(*args):
@@ -32,7 +30,7 @@ def invoke(*args):
 def data(tmp_path, monkeypatch):
     require_shared()
     monkeypatch.chdir(tmp_path)
-    result = invoke("voxelize", MANIFEST, "-o", "data.h5", *GRID, "-q")
+    result = invoke("voxelize", MANIFEST, "-o", "data.h5", *TINY_GRID, "-q")
     assert result.exit_code == 0, result.output
     return tmp_path / "data.h5"
 
@@ -59,7 +57,7 @@ def test_a_file_is_hashed_by_its_bytes_and_a_folder_by_its_files(tmp_path):
 
 
 def test_every_run_records_versions_device_git_and_data_hash(data):
-    result = invoke("finetune", data, *TINY, "--name", "r")
+    result = invoke("finetune", data, *TINY_TRAIN, "--name", "r")
     assert result.exit_code == 0, result.output
     run = RunStore().resolve("r")
     provenance = run.provenance
@@ -78,12 +76,12 @@ def test_every_run_records_versions_device_git_and_data_hash(data):
 
 def test_voxelize_refuses_to_overwrite_and_runs_refuse_the_new_file(data):
     """A re-voxelized file (here another split) under a run: evaluate refuses, --force warns."""
-    assert invoke("finetune", data, *TINY, "--name", "r").exit_code == 0
+    assert invoke("finetune", data, *TINY_TRAIN, "--name", "r").exit_code == 0
     before = data.read_bytes()
-    result = invoke("voxelize", MANIFEST, "-o", data, *GRID, "-q", "--split", "random", "--seed", "5")
+    result = invoke("voxelize", MANIFEST, "-o", data, *TINY_GRID, "-q", "--split", "random", "--seed", "5")
     assert result.exit_code == 1 and "exists already" in result.output and "--force" in result.output
     assert data.read_bytes() == before
-    result = invoke("voxelize", MANIFEST, "-o", data, *GRID, "-q", "--split", "random", "--seed", "5", "--force")
+    result = invoke("voxelize", MANIFEST, "-o", data, *TINY_GRID, "-q", "--split", "random", "--seed", "5", "--force")
     assert result.exit_code == 0, result.output
     assert data.read_bytes() != before
 
@@ -99,7 +97,7 @@ def test_voxelize_refuses_to_overwrite_and_runs_refuse_the_new_file(data):
 
 
 def test_a_run_made_before_provenance_is_named_not_refused(data):
-    assert invoke("finetune", data, *TINY, "--name", "old").exit_code == 0
+    assert invoke("finetune", data, *TINY_TRAIN, "--name", "old").exit_code == 0
     run = RunStore().resolve("old")
     (run.path / "provenance.json").unlink()
     assert "records no data fingerprints" in check_run_data(run)[0]
@@ -108,9 +106,9 @@ def test_a_run_made_before_provenance_is_named_not_refused(data):
 
 
 def test_an_export_gives_the_hash_the_run_was_trained_on(data):
-    assert invoke("finetune", data, *TINY, "--name", "r").exit_code == 0
+    assert invoke("finetune", data, *TINY_TRAIN, "--name", "r").exit_code == 0
     recorded = hashlib.sha256(data.read_bytes()).hexdigest()
-    result = invoke("voxelize", MANIFEST, "-o", data, *GRID, "-q", "--split", "random", "--seed", "5", "--force")
+    result = invoke("voxelize", MANIFEST, "-o", data, *TINY_GRID, "-q", "--split", "random", "--seed", "5", "--force")
     assert result.exit_code == 0
     result = invoke("export", "r", "exported")
     assert result.exit_code == 0, result.output

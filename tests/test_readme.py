@@ -15,12 +15,11 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import ATOM3D, REPO, SHARED, require_shared
+from conftest import ATOM3D, REPO, SHARED, TINY_GRID, require_shared
 from typer.testing import CliRunner
 
 from lba_cli.cli import app
 
-GRID = ["--box-size", "10", "--resolution", "2"]
 WIDTHS = ["--width", "8", "--width", "16"]
 # Records of each demo LMDB kept for the tour (the real split, a few complexes each).
 KEEP = {"train": 6, "val": 2, "test": 3}
@@ -73,7 +72,7 @@ def _tiny(args: list[str], data: dict[str, str]) -> list[str]:
             out.extend([flag, value])
 
     if command in ("voxelize", "corpus", "pretrain") and "--resume" not in out:
-        out.extend(GRID)
+        out.extend(TINY_GRID)
     if command == "pretrain" and not resume:
         out.extend(["--epoch-size", "8", "--val-size", "4", "--batch-size", "4", *WIDTHS])
     if command in ("pretrain", "finetune"):

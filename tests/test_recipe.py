@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 import numpy as np
 import pytest
 import torch
+from conftest import InterruptAt
 
 from lba_cli.checkpoints import load_checkpoint
 from lba_cli.config import FinetuneConfig, ModelConfig, RunConfig, TrainConfig
@@ -18,7 +16,6 @@ from lba_cli.metrics import regression_metrics
 from lba_cli.models import create_model
 from lba_cli.resume import resume_run
 from lba_cli.runs import RunStore
-from lba_cli.train import NullReporter
 
 RECIPE = TrainConfig(num_epochs=3, batch_size=2, seed=3, lr=2e-3, weight_decay=0.05, schedule="cosine",
                      warmup_epochs=1.5, clip_grad_norm=1.0, ema_decay=0.9, precise_bn=True)
@@ -84,20 +81,11 @@ def test_head_output_stays_float32_under_bfloat16_autocast():
     assert not torch.allclose(predicted, in_bf16, rtol=0, atol=1e-4)  # the check can tell the two apart
 
 
-class _InterruptAt(NullReporter):
-    def __init__(self, epoch: int, step: int) -> None:
-        self.at = (epoch, step)
-
-    def step(self, *, epoch: int, step: int, **_) -> None:
-        if (epoch, step) == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 def test_schedule_clipping_ema_and_precise_batchnorm_resume_exactly(tmp_path, tiny_h5):
     store = RunStore(tmp_path / "runs")
     straight = finetune(_config(tiny_h5), store)
     with pytest.raises(KeyboardInterrupt):
-        finetune(_config(tiny_h5), store, _InterruptAt(epoch=2, step=0))  # inside the warm-up's second epoch
+        finetune(_config(tiny_h5), store, InterruptAt(epoch=2, step=0))  # inside the warm-up's second epoch
     resumed = resume_run(store, store.runs()[-1].id)
     a, b = straight.read_metrics().drop("elapsed_s").to_dicts(), resumed.read_metrics().drop("elapsed_s").to_dicts()
     assert [r["train/lr"] for r in a] == pytest.approx([r["train/lr"] for r in b], rel=1e-9)

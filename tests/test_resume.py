@@ -14,7 +14,7 @@ import time
 import h5py
 import pytest
 import torch
-from conftest import SHARED, require_shared
+from conftest import SHARED, TINY_TRAIN, InterruptAt, require_shared
 from typer.testing import CliRunner
 
 from lba_cli.cli import app
@@ -22,18 +22,6 @@ from lba_cli.config import FinetuneConfig, RunConfig, TrainConfig
 from lba_cli.finetune import finetune
 from lba_cli.resume import resume_run
 from lba_cli.runs import RunStore
-from lba_cli.train import NullReporter
-
-
-class _InterruptAt(NullReporter):
-    """Sends SIGINT to this process at one (epoch, step), as a user pressing Ctrl-C would."""
-
-    def __init__(self, epoch: int, step: int) -> None:
-        self.at = (epoch, step)
-
-    def step(self, *, epoch: int, step: int, **_) -> None:
-        if (epoch, step) == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _config(data, epochs=3):
@@ -51,7 +39,7 @@ def test_interrupted_run_resumes_exactly_where_it_stopped(tmp_path, tiny_h5):
     straight = finetune(_config(tiny_h5), store)
 
     with pytest.raises(KeyboardInterrupt):
-        finetune(_config(tiny_h5), store, _InterruptAt(epoch=2, step=1))
+        finetune(_config(tiny_h5), store, InterruptAt(epoch=2, step=1))
     stopped = store.runs()[-1]
     assert stopped.status["status"] == "interrupted"
     assert stopped.checkpoint_path("last").is_file()
@@ -132,7 +120,6 @@ def test_two_processes_writing_one_runs_directory_both_land(tmp_path):
 # --- what --resume changes, and what a failed --resume leaves alone -------------------------
 
 FAULT_10 = SHARED.parent / "faults" / "10-resume-after-failed-attempt"
-TINY = ["--epochs", "1", "--batch-size", "4", "--width", "8", "--width", "16", "--device", "cpu", "-q"]
 
 
 def _lba(*args):
@@ -152,7 +139,7 @@ def grown(tmp_path, monkeypatch):
     result = _lba("voxelize", FAULT_10 / "data" / "manifest.csv", "-o", "data.h5", "--box-size", "10",
                   "--resolution", "2", "-q")
     assert result.exit_code == 0, result.output
-    assert _lba("finetune", "data.h5", *TINY, "--name", "grow").exit_code == 0
+    assert _lba("finetune", "data.h5", *TINY_TRAIN, "--name", "grow").exit_code == 0
     return RunStore().resolve("grow")
 
 
